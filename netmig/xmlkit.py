@@ -1,0 +1,124 @@
+"""The one module of netmig that parses XML, and the element builders everything else uses.
+
+Every byte that comes from a device goes through :func:`parse`: no DTD, no entity expansion, no network
+access, no huge trees, and a size cap, so a hostile device cannot read local files or exhaust memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from lxml import etree
+
+__all__ = [
+    "MAX_REPLY_BYTES",
+    "NC_NS",
+    "XmlError",
+    "child",
+    "children",
+    "element",
+    "local_name",
+    "parse",
+    "qualify",
+    "sub",
+    "text_of",
+    "to_bytes",
+]
+
+NC_NS = "urn:ietf:params:xml:ns:netconf:base:1.0"
+MAX_REPLY_BYTES = 64 * 1024 * 1024
+MAX_DEPTH = 256
+
+Element = etree._Element
+
+
+class XmlError(ValueError):
+    """The XML is malformed, too large, too deep or carries a DOCTYPE."""
+
+
+def _parser() -> etree.XMLParser:
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        huge_tree=False,
+        load_dtd=False,
+        dtd_validation=False,
+        remove_blank_text=True,
+    )
+
+
+def parse(data: bytes | str, *, max_bytes: int = MAX_REPLY_BYTES) -> Element:
+    """Parse untrusted XML into an element; refuse DOCTYPEs, entities, oversize and deep nesting."""
+    raw = data.encode() if isinstance(data, str) else data
+    if len(raw) > max_bytes:
+        raise XmlError(f"document of {len(raw)} bytes exceeds the {max_bytes}-byte limit")
+    raw = raw.lstrip()
+    if b"<!DOCTYPE" in raw[:4096].upper() or b"<!ENTITY" in raw.upper():
+        raise XmlError("document type declarations and entities are refused")
+    try:
+        root = etree.fromstring(raw, _parser())
+    except etree.XMLSyntaxError as exc:
+        raise XmlError(f"malformed XML: {exc}") from exc
+    _check_depth(root)
+    return root
+
+
+def _check_depth(root: Element) -> None:
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise XmlError(f"XML nested deeper than {MAX_DEPTH} levels")
+        stack.extend((c, depth + 1) for c in node if isinstance(c.tag, str))
+
+
+def qualify(namespace: str, name: str) -> str:
+    """Clark notation ``{namespace}name``."""
+    return f"{{{namespace}}}{name}"
+
+
+def local_name(el: Element) -> str:
+    """The element's tag without its namespace."""
+    return etree.QName(el).localname
+
+
+def element(namespace: str, name: str, text: str | None = None, attrib: Mapping[str, str] | None = None,
+            nsmap: Mapping[str | None, str] | None = None) -> Element:
+    """A new element in ``namespace``; the namespace becomes the default one."""
+    el = etree.Element(qualify(namespace, name), attrib=dict(attrib or {}),
+                       nsmap=dict(nsmap) if nsmap is not None else {None: namespace})
+    if text is not None:
+        el.text = text
+    return el
+
+
+def sub(parent: Element, namespace: str, name: str, text: str | int | None = None,
+        attrib: Mapping[str, str] | None = None) -> Element:
+    """Append a child element in ``namespace``; ints become their decimal text."""
+    el = etree.SubElement(parent, qualify(namespace, name), attrib=dict(attrib or {}))
+    if text is not None:
+        el.text = str(text)
+    return el
+
+
+def child(parent: Element, namespace: str, name: str) -> Element | None:
+    """The first child named ``name`` in ``namespace``, or None."""
+    return parent.find(qualify(namespace, name))
+
+
+def children(parent: Element, namespace: str, name: str) -> Iterable[Element]:
+    """Every child named ``name`` in ``namespace``."""
+    return parent.findall(qualify(namespace, name))
+
+
+def text_of(parent: Element, namespace: str, name: str) -> str | None:
+    """The stripped text of the first child ``name``, or None when absent."""
+    el = child(parent, namespace, name)
+    if el is None or el.text is None:
+        return None
+    return el.text.strip()
+
+
+def to_bytes(el: Element, *, pretty: bool = False) -> bytes:
+    """Serialize without an XML declaration."""
+    return bytes(etree.tostring(el, pretty_print=pretty))
