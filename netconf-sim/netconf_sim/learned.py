@@ -1,0 +1,225 @@
+"""Learned state of one simulated device: MAC, ARP/ND, DHCP snooping, NAT and firewall session tables.
+
+Entries are kept in canonical form (the field names of netmig-vm-bundle's DI groupings) and rendered
+as config-false data in the device's native shape (a :class:`TableShape` per kind, chosen by the
+profile). Learned entries stay alive while their VM is (their age cycles within the entry lifetime);
+seeded entries come from committed configuration and vanish when it is rolled back or expires.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from lxml import etree
+
+from netconf_sim.xml import Element
+
+__all__ = [
+    "KIND_KEYS",
+    "KIND_LIFETIME_S",
+    "LearnedEntry",
+    "LearnedTables",
+    "TableShape",
+]
+
+# canonical key fields per DI kind (order = YANG key order)
+KIND_KEYS: dict[str, tuple[str, ...]] = {
+    "mac-entry": ("mac", "vlan"),
+    "arp-entry": ("ip",),
+    "nd-entry": ("ip",),
+    "dhcp-binding": ("mac",),
+    "nat-session": ("protocol", "internal-address", "internal-port"),
+    "firewall-session": ("protocol", "source-address", "source-port", "destination-address",
+                         "destination-port"),
+}
+# canonical non-key fields per kind, in YANG order (the time field is rendered separately)
+KIND_FIELDS: dict[str, tuple[str, ...]] = {
+    "mac-entry": ("port",),
+    "arp-entry": ("mac",),
+    "nd-entry": ("mac",),
+    "dhcp-binding": ("ip", "vlan", "port"),
+    "nat-session": ("external-address", "external-port", "remote-address", "remote-port"),
+    "firewall-session": ("state",),
+}
+# canonical time field per kind: mac-entry counts up (age), the others count down
+KIND_TIME: dict[str, str] = {
+    "mac-entry": "age-s", "arp-entry": "expiry-s", "nd-entry": "expiry-s",
+    "dhcp-binding": "lease-expiry-s", "nat-session": "expiry-s", "firewall-session": "expiry-s",
+}
+KIND_LIFETIME_S: dict[str, int] = {
+    "mac-entry": 300, "arp-entry": 1200, "nd-entry": 1200, "dhcp-binding": 86400,
+    "nat-session": 7200, "firewall-session": 3600,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TableShape:
+    """How one DI kind looks natively: list name, field renames, time/owner/origin/expiry leaf names."""
+
+    list_name: str
+    time_field: str
+    owner_field: str
+    counts_down: bool = True
+    renames: Mapping[str, str] = field(default_factory=dict)
+    origin_field: str | None = None
+    expires_field: str = "expires-at"
+
+    def native(self, canonical: str) -> str:
+        """The native leaf name of a canonical field."""
+        return self.renames.get(canonical, canonical)
+
+
+@dataclass(slots=True)
+class LearnedEntry:
+    """One entry: canonical fields (keys included), owning VM, origin and timing."""
+
+    kind: str
+    fields: dict[str, str]
+    vm_id: str | None
+    origin: str = "learned"
+    learned_at: float = 0.0
+    lifetime_s: int = 300
+    expires_at: datetime | None = None
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """The entry's key values in YANG key order."""
+        return tuple(self.fields[k] for k in KIND_KEYS[self.kind])
+
+
+class LearnedTables:
+    """The learned tables of one device; thread-safe (tests mutate while the server renders)."""
+
+    def __init__(self, kinds: Iterable[str], shapes: Mapping[str, TableShape], *,
+                 clock: Callable[[], float] = time.monotonic,
+                 wallclock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.kinds = tuple(kinds)
+        self.shapes = dict(shapes)
+        self._clock = clock
+        self._wallclock = wallclock
+        self._lock = threading.Lock()
+        self._learned: dict[str, dict[tuple[str, ...], LearnedEntry]] = {k: {} for k in self.kinds}
+        self._seeded: dict[str, dict[tuple[str, ...], LearnedEntry]] = {k: {} for k in self.kinds}
+
+    def add(self, kind: str, *, vm_id: str | None = None, age_s: int = 0, lifetime_s: int | None = None,
+            **fields: str | int) -> LearnedEntry:
+        """Learn (or refresh) an entry; field names use ``_`` for ``-`` (``internal_address=...``)."""
+        self._check_kind(kind)
+        values = {k.replace("_", "-"): str(v) for k, v in fields.items()}
+        missing = [k for k in KIND_KEYS[kind] if k not in values]
+        if missing:
+            raise ValueError(f"{kind} entry needs key field(s) {', '.join(missing)}")
+        unknown = set(values) - set(KIND_KEYS[kind]) - set(KIND_FIELDS[kind])
+        if unknown:
+            raise ValueError(f"{kind} has no field(s) {', '.join(sorted(unknown))}")
+        entry = LearnedEntry(kind, values, vm_id, "learned", self._clock() - age_s,
+                             lifetime_s or KIND_LIFETIME_S[kind])
+        with self._lock:
+            self._learned[kind][entry.key] = entry
+        return entry
+
+    def remove(self, kind: str, **keys: str | int) -> bool:
+        """Forget a learned entry by its key fields; True if it existed."""
+        self._check_kind(kind)
+        key = tuple(str(keys[k.replace("-", "_")]) for k in KIND_KEYS[kind])
+        with self._lock:
+            return self._learned[kind].pop(key, None) is not None
+
+    def clear(self, vm_id: str | None = None) -> None:
+        """Forget all learned entries (of one VM if given); seeded ones stay."""
+        with self._lock:
+            for table in self._learned.values():
+                for key in [k for k, e in table.items() if vm_id is None or e.vm_id == vm_id]:
+                    del table[key]
+
+    def set_seeded(self, entries: Iterable[LearnedEntry]) -> None:
+        """Replace the seeded entries (from the newly committed configuration)."""
+        fresh: dict[str, dict[tuple[str, ...], LearnedEntry]] = {k: {} for k in self.kinds}
+        for entry in entries:
+            if entry.kind in fresh:
+                entry.origin = "seeded"
+                fresh[entry.kind][entry.key] = entry
+        with self._lock:
+            self._seeded = fresh
+
+    def entries(self, kind: str, *, include_expired: bool = False) -> list[LearnedEntry]:
+        """The merged table of one kind: learned entries plus live seeded entries not learned too."""
+        self._check_kind(kind)
+        now = self._wallclock()
+        with self._lock:
+            merged = dict(self._learned[kind])
+            for key, entry in self._seeded[kind].items():
+                live = entry.expires_at is None or entry.expires_at > now
+                if key not in merged and (live or include_expired):
+                    merged[key] = entry
+        return [merged[k] for k in sorted(merged)]
+
+    def time_value(self, entry: LearnedEntry, shape: TableShape) -> int:
+        """The entry's age (counting up) or remaining time (counting down) in whole seconds."""
+        if entry.origin == "seeded" and entry.expires_at is not None:
+            remaining = int((entry.expires_at - self._wallclock()).total_seconds())
+            return max(0, remaining) if shape.counts_down else max(0, entry.lifetime_s - remaining)
+        age = int(self._clock() - entry.learned_at) % max(1, entry.lifetime_s)
+        return entry.lifetime_s - age if shape.counts_down else age
+
+    def render(self, parent: Element, namespace: str) -> None:
+        """Append one native list entry per merged entry of every kind under ``parent``."""
+        for kind in self.kinds:
+            shape = self.shapes.get(kind)
+            if shape is None:
+                continue
+            for entry in self.entries(kind):
+                item = etree.SubElement(parent, f"{{{namespace}}}{shape.list_name}")
+                for name in KIND_KEYS[kind] + KIND_FIELDS[kind]:
+                    if name in entry.fields:
+                        leaf = etree.SubElement(item, f"{{{namespace}}}{shape.native(name)}")
+                        leaf.text = entry.fields[name]
+                etree.SubElement(item, f"{{{namespace}}}{shape.time_field}").text = str(
+                    self.time_value(entry, shape))
+                if entry.vm_id is not None:
+                    etree.SubElement(item, f"{{{namespace}}}{shape.owner_field}").text = entry.vm_id
+                if shape.origin_field is not None:
+                    etree.SubElement(item, f"{{{namespace}}}{shape.origin_field}").text = entry.origin
+
+    def _check_kind(self, kind: str) -> None:
+        if kind not in self.kinds:
+            raise KeyError(f"this device does not learn {kind!r} (it learns {', '.join(self.kinds)})")
+
+
+def parse_seeded(container: Element | None, namespace: str, shapes: Mapping[str, TableShape],
+                 kinds: Iterable[str]) -> list[LearnedEntry]:
+    """Read seeded DI entries (native shape) from a committed config container such as ``seeded``."""
+    if container is None:
+        return []
+    out: list[LearnedEntry] = []
+    for kind in kinds:
+        shape = shapes.get(kind)
+        if shape is None:
+            continue
+        for item in container.findall(f"{{{namespace}}}{shape.list_name}"):
+            values: dict[str, str] = {}
+            for name in KIND_KEYS[kind] + KIND_FIELDS[kind]:
+                text = item.findtext(f"{{{namespace}}}{shape.native(name)}")
+                if text is not None:
+                    values[name] = text.strip()
+            if any(k not in values for k in KIND_KEYS[kind]):
+                continue
+            owner = item.findtext(f"{{{namespace}}}{shape.owner_field}")
+            expires = _parse_time(item.findtext(f"{{{namespace}}}{shape.expires_field}"))
+            out.append(LearnedEntry(kind, values, owner.strip() if owner else None, "seeded",
+                                    lifetime_s=KIND_LIFETIME_S[kind], expires_at=expires))
+    return out
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
