@@ -203,7 +203,8 @@ class _Checker:
                     devices.append(dev)
         hosts = self.hosts(top.get("hosts"), {d.name: d for d in devices})
         if self.problems:
-            raise FabricError(self.problems)
+            start = len(self.source) + 1
+            raise FabricError(sorted(self.problems, key=lambda p: int(p[start:].split(":", 1)[0])))
         return FabricSpec(tuple(devices), hosts, self.source)
 
     def device(self, name: str, node: _Located) -> DeviceSpec | None:
@@ -377,7 +378,9 @@ def _locate(loader: yaml.SafeLoader, node: yaml.Node, source: str, problems: lis
                 continue
             if str(key) in out:
                 problems.append(f"{source}:{knode.start_mark.line + 1}: {key}: duplicate key")
-            out[str(key)] = _locate(loader, vnode, source, problems)
+            child = _locate(loader, vnode, source, problems)
+            child.line = knode.start_mark.line + 1  # report against the key's line
+            out[str(key)] = child
         return _Located(out, line)
     if isinstance(node, yaml.SequenceNode):
         return _Located([_locate(loader, n, source, problems) for n in node.value], line)
