@@ -49,6 +49,11 @@ SERVER_CAPABILITIES = (
     _CAP + "notification:1.0", _CAP + "interleave:1.0",
 )
 _YANG_LIBRARY_CAP = _CAP + "yang-library:1.0"
+# Modules whose operations or notifications the session layer implements itself.
+_SESSION_MODULES = (
+    "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring?module=ietf-netconf-monitoring&revision=2010-10-04",
+    NCN_NS + "?module=ietf-netconf-notifications&revision=2012-02-06",
+)
 
 
 class EngineLike(Protocol):
@@ -132,6 +137,8 @@ class DeviceRuntime:
         if self._capabilities is None:
             caps = list(SERVER_CAPABILITIES)
             caps += [c for c in self.engine.capabilities if c not in caps]
+            have = {c.split("?")[0] for c in caps}
+            caps += [m for m in _SESSION_MODULES if m.split("?")[0] not in have]
             if not any(c.startswith(_YANG_LIBRARY_CAP) for c in caps):
                 digest = hashlib.sha256("\n".join(sorted(caps)).encode()).hexdigest()[:16]
                 caps.append(f"{_YANG_LIBRARY_CAP}?revision=2016-06-21&module-set-id={digest}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -21,9 +22,10 @@ from lxml import etree
 from ncclient import manager
 from ncclient.operations.rpc import RPCError
 from ncclient.transport.errors import SSHUnknownHostError
+from netconf_sim.engine import DeviceEngine
 from netconf_sim.framing import FrameDecoder, encode_chunked, encode_eom
-from netconf_sim.rpcerror import SimRpcError
 from netconf_sim.runtime import BASE_10, BASE_11, NCN_NS, NOTIF_NS, DeviceRuntime
+from netconf_sim.schema import Schema, SchemaCache
 from netconf_sim.server import DeviceListenSpec, DeviceServer, start_device_server
 
 NC = "urn:ietf:params:xml:ns:netconf:base:1.0"
@@ -31,77 +33,14 @@ ACME_NS = "urn:acme:yang:acme-fabric"
 T = TypeVar("T")
 
 
-class FakeEngine:
-    """Stand-in for DeviceEngine until engine.py lands: acme ports with a VLAN, nothing else."""
-
-    capabilities = [f"{ACME_NS}?module=acme-fabric&revision=2026-11-24"]
-
-    def __init__(self) -> None:
-        self.running: dict[str, int] = {"ethernet-1/1": 1}
-        self.candidate = dict(self.running)
-
-    def _render(self, store: dict[str, int]) -> etree._Element:
-        data = etree.Element(f"{{{NC}}}data", nsmap={None: NC})
-        fabric = etree.SubElement(data, f"{{{ACME_NS}}}acme-fabric", nsmap={None: ACME_NS})
-        for name, vlan in sorted(store.items()):
-            port = etree.SubElement(fabric, f"{{{ACME_NS}}}port")
-            etree.SubElement(port, f"{{{ACME_NS}}}name").text = name
-            etree.SubElement(port, f"{{{ACME_NS}}}vlan").text = str(vlan)
-        return data
-
-    def _store(self, name: str) -> dict[str, int]:
-        if name == "running":
-            return self.running
-        if name == "candidate":
-            return self.candidate
-        raise SimRpcError.invalid_parameter(f"no datastore {name}")
-
-    def get_config(self, source: str, filter: etree._Element | None) -> etree._Element:
-        return self._render(self._store(source))
-
-    def get(self, filter: etree._Element | None) -> etree._Element:
-        return self._render(self.running)
-
-    def edit_config(self, target: str, config: etree._Element, *, default_operation: str = "merge",
-                    test_option: str = "test-then-set", error_option: str = "stop-on-error") -> None:
-        if target != "candidate":
-            raise SimRpcError.operation_not_supported("only the candidate is writable")
-        self.candidate.update(vlans_of(config))
-
-    def copy_config(self, target: str, source: str | etree._Element) -> None:
-        raise SimRpcError.operation_not_supported("fake")
-
-    def delete_config(self, target: str) -> None:
-        raise SimRpcError.operation_not_supported("fake")
-
-    def validate(self, source: str | etree._Element) -> None:
-        return None
-
-    def commit(self) -> list[str]:
-        changed = [f"/acme:acme-fabric/acme:port[acme:name='{n}']" for n in sorted(self.candidate)
-                   if self.running.get(n) != self.candidate[n]]
-        self.running = dict(self.candidate)
-        return changed
-
-    def discard_changes(self) -> None:
-        self.candidate = dict(self.running)
-
-    def candidate_dirty(self) -> bool:
-        return self.candidate != self.running
-
-    def snapshot_running(self) -> etree._Element:
-        return self._render(self.running)
-
-    def restore_running(self, snap: etree._Element) -> None:
-        self.running = vlans_of(snap)
-        self.candidate = dict(self.running)
-
-    def get_schema(self, identifier: str, version: str | None, fmt: str) -> str:
-        raise SimRpcError.invalid_value(f"no schema {identifier}")
+@functools.cache
+def acme_schema() -> Schema:
+    return SchemaCache().get(["acme-fabric"])
 
 
-def make_engine(tmp_path: Path) -> FakeEngine:
-    return FakeEngine()
+def make_engine(tmp_path: Path) -> DeviceEngine:
+    initial = etree.fromstring(port_config({"ethernet-1/1": 1}))
+    return DeviceEngine("leaf1", acme_schema(), tmp_path / "state", initial_config=initial)
 
 
 class LoopThread:
@@ -271,6 +210,8 @@ def test_hello_capabilities_and_session_ids(device: Device) -> None:
             assert short in a.server_capabilities, short
         assert BASE_11 in caps and BASE_10 in caps
         assert any(c.startswith("urn:ietf:params:netconf:capability:yang-library:1.0?") for c in caps)
+        assert any(c.startswith(f"{ACME_NS}?module=acme-fabric") for c in caps)
+        assert any("module=ietf-netconf-monitoring" in c for c in caps)
         assert ":writable-running" not in a.server_capabilities
         assert int(a.session_id) > 0 and int(b.session_id) > 0
         assert a.session_id != b.session_id
@@ -387,6 +328,28 @@ def test_chunk_framing_error_closes_session(device: Device) -> None:
             await client.recv()
         await client.close()
     device.lt.run(go())
+
+
+def test_engine_operations_and_errors_through_the_session(device: Device) -> None:
+    with ncc(device) as a:
+        assert "module acme-fabric" in a.get_schema("acme-fabric").data
+        with pytest.raises(RPCError) as err:
+            a.get_schema("no-such-module")
+        assert err.value.tag == "invalid-value"
+        with pytest.raises(RPCError) as err:
+            a.edit_config(target="candidate", config=port_config({"ethernet-1/1": 5000}))
+        assert err.value.tag == "invalid-value"
+        assert not device.lt.call(device.runtime.engine.candidate_dirty)
+        with pytest.raises(RPCError) as err:
+            a.edit_config(target="running", config=port_config({"ethernet-1/1": 7}))
+        assert err.value.tag == "operation-not-supported"
+        a.edit_config(target="candidate", config=port_config({"ethernet-1/1": 7}))
+        a.validate(source="candidate")
+        a.commit()
+        a.copy_config(source="running", target="startup")
+        assert vlans_of(a.get_config(source="startup").data_ele) == {"ethernet-1/1": 7}
+        flt = f'<acme-fabric xmlns="{ACME_NS}"><port><name>ethernet-1/1</name></port></acme-fabric>'
+        assert vlans_of(a.get(filter=("subtree", flt)).data_ele) == {"ethernet-1/1": 7}
 
 
 # -- locks and sessions ---------------------------------------------------------------------------
