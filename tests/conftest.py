@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,8 @@ def two_site_fabric(tmp_path_factory: pytest.TempPathFactory, schema_cache: Any)
     """The examples/two-site fabric, running for the whole test session."""
     from netconf_sim.fabric import running_fabric
 
-    with running_fabric(EXAMPLE_FABRIC, tmp_path_factory.mktemp("two-site-state"), schemas=schema_cache) as fab:
+    state = tmp_path_factory.mktemp("two-site-state")
+    with running_fabric(EXAMPLE_FABRIC, state, schemas=schema_cache) as fab:
         yield fab
 
 
@@ -80,7 +81,5 @@ def nc_connect() -> Iterator[Callable[..., Any]]:
     yield connect
     for mgr in opened:
         if mgr.connected:
-            try:
+            with suppress(Exception):  # the session may have been killed by the test
                 mgr.close_session()
-            except Exception:  # the session may have been killed by the test
-                pass

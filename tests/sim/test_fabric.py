@@ -86,7 +86,8 @@ def test_learned_tables_in_native_shapes(two_site_fabric: Any, nc_connect: Calla
     assert _texts(leaf, "//nmd:arp-entry/nmd:ip/text()", ns) == ["10.1.10.11"]
     assert _texts(leaf, "//nmd:dhcp-binding/nmd:vlan/text()", ns) == ["110"]
     assert _texts(leaf, "//nmd:learned/*/nmd:origin/text()", ns) == ["learned"] * 4
-    fw = _xml(nc_connect(two_site_fabric, "a-fw1").get(filter=("subtree", f'<dynamic-info xmlns="{NMD_NS}"/>')))
+    fw = _xml(nc_connect(two_site_fabric, "a-fw1").get(
+        filter=("subtree", f'<dynamic-info xmlns="{NMD_NS}"/>')))
     assert len(fw.xpath("//nmd:nat-session[nmd:vm-id='vm-web-01']", namespaces=ns)) == 3
     assert _texts(fw, "//nmd:nat-session/nmd:external-address/text()", ns) == ["203.0.113.11"] * 3
     assert len(fw.xpath("//nmd:firewall-session", namespaces=ns)) == 3
@@ -243,23 +244,25 @@ def test_cli_check_good_and_bad(tmp_path: Path) -> None:
     run = _cli("check", str(bad))
     assert run.returncode == 2
     assert run.stderr.splitlines() == [
-        f"{bad}:3: devices.x.profile: unknown profile 'nope' (known: acme-fw, acme-leaf, acme-nat, acme-spine, "
-        "ietf-fw, ietf-leaf, ietf-spine)",
+        f"{bad}:3: devices.x.profile: unknown profile 'nope' (known: acme-fw, acme-leaf, acme-nat, "
+        "acme-spine, ietf-fw, ietf-leaf, ietf-spine)",
         f"{bad}:6: devices.x.port: -1 is out of range 0..65535"]
     assert "Traceback" not in run.stderr
     invalid = tmp_path / "invalid.yaml"
-    invalid.write_text("devices:\n  x: {profile: acme-nat, username: u, password: p, config: \"<config xmlns="
-                       "'urn:ietf:params:xml:ns:netconf:base:1.0'><acme-fabric xmlns='urn:acme:yang:acme-fabric'>"
-                       "<nat><static><inside>10.0.0.1</inside></static></nat></acme-fabric></config>\"}\n")
+    invalid.write_text("devices:\n  x: {profile: acme-nat, username: u, password: p, config: \"<config "
+                       "xmlns='urn:ietf:params:xml:ns:netconf:base:1.0'><acme-fabric "
+                       "xmlns='urn:acme:yang:acme-fabric'><nat><static><inside>10.0.0.1</inside></static>"
+                       "</nat></acme-fabric></config>\"}\n")
     run = _cli("check", str(invalid))
     assert run.returncode == 2 and len(run.stderr.splitlines()) == 1, run.stderr
     assert run.stderr.startswith(f"{invalid}:0: devices.x.config: ")
 
 
 def test_cli_serve_prints_ready_lines_and_stops_on_sigterm(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "netconf_sim.cli", "serve", str(EXAMPLE), "--state-dir",
-                             str(tmp_path / "st"), "--ephemeral"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    command = [sys.executable, "-m", "netconf_sim.cli", "serve", str(EXAMPLE), "--state-dir",
+               str(tmp_path / "st"), "--ephemeral"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         assert proc.stdout is not None
         ready = [proc.stdout.readline().strip() for _ in range(8)]
