@@ -1,0 +1,324 @@
+"""The datastores of one simulated device and every datastore operation, with no networking.
+
+Running, candidate and startup are lxml trees rooted at ``<data>`` in the base namespace. Running and
+startup persist to ``state_dir`` (and the candidate while it differs from running) after each change.
+Edits go to the candidate in place under an undo journal; commit validates the candidate (skipped when
+nothing changed since the last successful validation) and makes it running.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from lxml import etree
+
+from .editconfig import apply_edit
+from .rpcerror import SimRpcError
+from .schema import Schema
+from .subtree import apply_subtree_filter
+from .validate import validate_changes, validate_datastore
+from .xml import NC_NS, Element, data_root, parse, qname
+from .xpathfilter import apply_xpath_filter
+
+__all__ = ["DATASTORES", "DeviceEngine"]
+
+log = logging.getLogger(__name__)
+
+DATASTORES = ("running", "candidate", "startup")
+_DATA = qname(NC_NS, "data")
+
+
+class DeviceEngine:
+    """Datastores of one device; all methods synchronous, raising SimRpcError."""
+
+    def __init__(self, name: str, schema: Schema, state_dir: Path | None,
+                 operational: Callable[[Element], None] | None = None,
+                 initial_config: Element | None = None) -> None:
+        self.name = name
+        self.schema = schema
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        self.operational = operational
+        self.capabilities: list[str] = schema.module_capabilities()
+        self._callbacks: list[Callable[[Element], None]] = []
+        if self.state_dir is not None:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+        initial = _as_data(initial_config) if initial_config is not None else data_root()
+        self._running = self._load("running") or initial
+        self._startup = self._load("startup")
+        if self._startup is None:
+            self._startup = copy.deepcopy(self._running)
+        stored_candidate = self._load("candidate")
+        self._candidate = stored_candidate if stored_candidate is not None else copy.deepcopy(self._running)
+        self._dirty = stored_candidate is not None
+        self._candidate_valid = not self._dirty
+        self._pending_paths: list[str] = []
+        # since the candidate was last known valid: nodes added and parents changed (None: walk it all)
+        self._new_nodes: list[Element] | None = [] if not self._dirty else None
+        self._parents: list[Element] = []
+        # edits since running was last synced, replayed on running at commit instead of a deep copy
+        self._replay: list[tuple[Element, str, str]] | None = [] if not self._dirty else None
+        self._persist("running", self._running)
+        self._persist("startup", self._startup)
+
+    # -- persistence ----------------------------------------------------------------------------
+    def _file(self, store: str) -> Path | None:
+        return self.state_dir / f"{store}.xml" if self.state_dir is not None else None
+
+    def _load(self, store: str) -> Element | None:
+        path = self._file(store)
+        if path is None or not path.is_file():
+            return None
+        try:
+            return _as_data(parse(path.read_bytes()))
+        except ValueError as exc:
+            log.warning("%s: ignoring unreadable %s: %s", self.name, path, exc)
+            return None
+
+    def _persist(self, store: str, tree: Element | None) -> None:
+        path = self._file(store)
+        if path is None:
+            return
+        if tree is None:
+            path.unlink(missing_ok=True)
+            return
+        fd, tmp = tempfile.mkstemp(prefix=f".{store}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(etree.tostring(tree, xml_declaration=True, encoding="utf-8"))
+        os.replace(tmp, path)
+
+    def _persist_candidate(self) -> None:
+        self._persist("candidate", self._candidate if self._dirty else None)
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _store(self, source: str) -> Element:
+        if source == "running":
+            return self._running
+        if source == "candidate":
+            return self._candidate
+        if source == "startup":
+            assert self._startup is not None
+            return self._startup
+        raise SimRpcError.invalid_parameter(f"unknown datastore {source!r}")
+
+    def _filtered(self, data: Element, filter: Element | None, *, owned: bool) -> Element:
+        if filter is None:
+            return data if owned else copy.deepcopy(data)
+        ftype = filter.get("type", "subtree")
+        if ftype == "subtree":
+            return apply_subtree_filter(data, filter, self.schema)
+        if ftype == "xpath":
+            select = filter.get("select")
+            if select is None:
+                raise SimRpcError("protocol", "missing-attribute", message="xpath filter without select",
+                                  info={"bad-attribute": "select", "bad-element": "filter"})
+            return apply_xpath_filter(data, select, _nsmap_of(filter), self.schema)
+        raise SimRpcError.bad_attribute("type", "filter", message=f"unknown filter type {ftype!r}")
+
+    # -- reading --------------------------------------------------------------------------------
+    def get_config(self, source: str, filter: Element | None = None) -> Element:
+        """A ``<data>`` copy of ``source``, filtered when ``filter`` (a ``<filter>`` element) is given."""
+        return self._filtered(self._store(source), filter, owned=False)
+
+    def get(self, filter: Element | None = None) -> Element:
+        """Running plus the operational hook's config-false data, filtered."""
+        data = copy.deepcopy(self._running)
+        if self.operational is not None:
+            self.operational(data)
+        return self._filtered(data, filter, owned=True)
+
+    # -- writing --------------------------------------------------------------------------------
+    def edit_config(self, target: str, config: Element, *, default_operation: str = "merge",
+                    test_option: str = "test-then-set", error_option: str = "stop-on-error") -> None:
+        """Apply an edit to the candidate; running and startup are not writable directly."""
+        if target != "candidate":
+            self._store(target)
+            raise SimRpcError.operation_not_supported(f"{target} is not writable; edit the candidate")
+        if test_option not in ("test-then-set", "set", "test-only"):
+            raise SimRpcError.invalid_parameter(f"bad test-option {test_option!r}")
+        journal = apply_edit(self._candidate, config, self.schema, default_operation=default_operation,
+                             error_option=error_option)
+        if test_option != "set" and journal:
+            errors = validate_changes(self.schema, self._candidate, journal.new_nodes, journal.parents,
+                                      syntax_only=True)
+            if errors:
+                journal.rollback()
+                raise SimRpcError.combine(errors)
+        if test_option == "test-only":
+            journal.rollback()
+            self._raise_collected(journal.errors)
+            return
+        if error_option == "rollback-on-error" and journal.errors:  # pragma: no cover - apply_edit raised
+            journal.rollback()
+        if journal:
+            self._dirty = True
+            self._candidate_valid = False
+            self._pending_paths.extend(journal.changed)
+            if self._new_nodes is not None:
+                self._new_nodes.extend(journal.new_nodes)
+                self._parents.extend(journal.parents)
+            if self._replay is not None:
+                self._replay.append((config, default_operation, error_option))
+            self._persist_candidate()
+        self._raise_collected(journal.errors)
+
+    @staticmethod
+    def _raise_collected(errors: list[SimRpcError]) -> None:
+        if errors:
+            raise SimRpcError.combine(errors)
+
+    def copy_config(self, target: str, source: str | Element) -> None:
+        """Copy a datastore or an inline ``<config>`` to candidate, startup (or running: not allowed)."""
+        if target == "running":
+            raise SimRpcError.operation_not_supported("running is not writable; use the candidate and commit")
+        self._store(target)
+        if isinstance(source, str):
+            if source == target:
+                raise SimRpcError.invalid_parameter("source and target are the same datastore")
+            tree = copy.deepcopy(self._store(source))
+        else:
+            tree = _as_data(copy.deepcopy(source))
+            errors = validate_datastore(self.schema, tree, syntax_only=True)
+            if errors:
+                raise SimRpcError.combine(errors)
+        if target == "candidate":
+            self._candidate = tree
+            self._dirty = True
+            self._candidate_valid = False
+            self._new_nodes = None
+            self._replay = None
+            self._pending_paths.append("/")
+            self._persist_candidate()
+        else:
+            self._startup = tree
+            self._persist("startup", tree)
+
+    def delete_config(self, target: str) -> None:
+        """Only startup can be deleted (emptied)."""
+        if target != "startup":
+            self._store(target)
+            raise SimRpcError.operation_not_supported(f"delete-config of {target} is not allowed")
+        self._startup = data_root()
+        self._persist("startup", self._startup)
+
+    def validate(self, source: str | Element) -> None:
+        """Full validation of a datastore or an inline ``<config>``; raises every error found."""
+        if isinstance(source, str):
+            if source == "candidate" and self._candidate_valid:
+                return
+            tree = self._store(source)
+        else:
+            tree = _as_data(copy.deepcopy(source))
+        if tree is self._candidate and self._new_nodes is not None:
+            errors = validate_changes(self.schema, tree, self._new_nodes, self._parents)
+        else:
+            errors = validate_datastore(self.schema, tree)
+        if errors:
+            raise SimRpcError.combine(errors)
+        if tree is self._candidate:
+            self._candidate_valid = True
+            self._new_nodes = []
+            self._parents = []
+
+    def commit(self) -> list[str]:
+        """Validate the candidate and make it running; returns the paths changed since the last commit."""
+        if not self._dirty:
+            return []
+        self.validate("candidate")
+        if self._replay is not None and self._sync_running(self._replay):
+            pass
+        else:
+            self._running = self._candidate
+            self._candidate = copy.deepcopy(self._running)
+        self._replay = []
+        changed = list(dict.fromkeys(self._pending_paths))
+        self._pending_paths = []
+        self._dirty = False
+        self._persist("running", self._running)
+        self._persist_candidate()
+        self._notify()
+        return changed
+
+    def _sync_running(self, edits: list[tuple[Element, str, str]]) -> bool:
+        """Replay the candidate's edits on running (cheap for small edits); False if that fails."""
+        try:
+            for config, default_operation, error_option in edits:
+                apply_edit(self._running, config, self.schema, default_operation=default_operation,
+                           error_option=error_option)
+        except SimRpcError:
+            log.warning("%s: replaying edits on running failed; copying the candidate", self.name)
+            return False
+        return True
+
+    def discard_changes(self) -> None:
+        """candidate := running."""
+        if self._dirty:
+            self._candidate = copy.deepcopy(self._running)
+            self._reset_tracking()
+            self._persist_candidate()
+
+    def _reset_tracking(self) -> None:
+        self._dirty = False
+        self._candidate_valid = True
+        self._pending_paths = []
+        self._new_nodes = []
+        self._parents = []
+        self._replay = []
+
+    def candidate_dirty(self) -> bool:
+        return self._dirty
+
+    def snapshot_running(self) -> Element:
+        """A deep copy of running, for a confirmed-commit rollback."""
+        return copy.deepcopy(self._running)
+
+    def restore_running(self, snap: Element) -> None:
+        """running := snap and candidate := snap (confirmed-commit rollback or cancel)."""
+        self._running = copy.deepcopy(snap)
+        self._candidate = copy.deepcopy(snap)
+        self._reset_tracking()
+        self._persist("running", self._running)
+        self._persist_candidate()
+        self._notify()
+
+    def running_view(self) -> Element:
+        """The live running tree (read-only by convention): no copy, for fast internal readers."""
+        return self._running
+
+    # -- schema and callbacks ---------------------------------------------------------------------
+    def get_schema(self, identifier: str, version: str | None = None, fmt: str = "yang") -> str:
+        """Module source text for RFC 6022 get-schema."""
+        if fmt not in ("yang", "ncm:yang"):
+            raise SimRpcError.invalid_value(f"format {fmt!r} not supported", error_type="rpc")
+        text = self.schema.module_source(identifier, version or None)
+        if text is None:
+            wanted = f"{identifier} {version or ''}".strip()
+            raise SimRpcError("rpc", "invalid-value", message=f"no schema {wanted}")
+        return text
+
+    def on_commit(self, cb: Callable[[Element], None]) -> None:
+        """Call ``cb(running)`` after every commit and restore."""
+        self._callbacks.append(cb)
+
+    def _notify(self) -> None:
+        for cb in self._callbacks:
+            cb(self._running)
+
+
+def _as_data(tree: Element) -> Element:
+    """Re-root ``<config>`` (or any wrapper) children under a fresh ``<data>``; ``<data>`` is kept."""
+    if tree.tag == _DATA:
+        return tree
+    out = data_root()
+    for child in list(tree):
+        if isinstance(child.tag, str):
+            out.append(child)
+    return out
+
+
+def _nsmap_of(filter: Element) -> dict[str, str]:
+    return {k: v for k, v in filter.nsmap.items() if k}
