@@ -1,0 +1,628 @@
+"""The IETF device flavour: ietf-interfaces, ietf-access-control-list, ietf-nat and netmig-device.
+
+Conventions (docs/models.md section 3): ACL ``A`` of VM ``V`` is ``V.A`` with aces ``r<sequence>``;
+static NAT lives in instance 1 with mapping index = the internal IPv4 address as an integer; firewall
+rules are ``V.RULE``; DI is read from ``dynamic-info/learned`` and ``seeded`` and written to ``seeded``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+from collections.abc import Collection, Iterable
+from typing import Any
+
+from netmig import xmlkit
+from netmig.codecs.base import (
+    DI_CLASSES,
+    KEY_LEAVES,
+    Binding,
+    DeviceInventory,
+    Element,
+    LbUse,
+    NatMapping,
+    PortUse,
+    VmContext,
+    add_matches,
+    as_tuple,
+    config_root,
+    di_matches,
+    expiry_of,
+    int_of,
+    operation,
+    record_from_xml,
+    record_to_xml,
+    section,
+    sorted_inventory,
+    subtree_filter,
+    top,
+)
+from netmig.errors import BundleError
+from netmig.model import (
+    Acl,
+    AclRule,
+    Direction,
+    DynamicInfo,
+    FirewallRule,
+    LbMember,
+    NatStatic,
+    PolicyKind,
+    PortProfile,
+    QosProfile,
+    StaticPolicies,
+    VmBundle,
+    VmIdentity,
+)
+
+__all__ = ["ACL_NS", "IF_NS", "NAT_NS", "NMD_NS", "IetfCodec"]
+
+log = logging.getLogger(__name__)
+
+IF_NS = "urn:ietf:params:xml:ns:yang:ietf-interfaces"
+IANAIFT_NS = "urn:ietf:params:xml:ns:yang:iana-if-type"
+ACL_NS = "urn:ietf:params:xml:ns:yang:ietf-access-control-list"
+NAT_NS = "urn:ietf:params:xml:ns:yang:ietf-nat"
+NMD_NS = "urn:netmig:yang:netmig-device"
+
+_FEATURES: dict[PolicyKind, frozenset[tuple[str, str]]] = {
+    PolicyKind.ACL: frozenset(
+        {
+            ("ietf-access-control-list", f)
+            for f in ("match-on-ipv4", "match-on-tcp", "match-on-udp", "interface-attachment")
+        }
+    ),
+    PolicyKind.NAT_STATIC: frozenset({("ietf-nat", "basic-nat44")}),
+    PolicyKind.FIREWALL_RULE: frozenset({("netmig-device", "firewall")}),
+    PolicyKind.FIREWALL_SESSION: frozenset({("netmig-device", "firewall")}),
+    PolicyKind.LB_MEMBER: frozenset({("netmig-device", "load-balancer")}),
+    PolicyKind.NAT_SESSION: frozenset({("netmig-device", "nat")}),
+    PolicyKind.ND_ENTRY: frozenset({("netmig-device", "nd-seeding")}),
+}
+_PROTO_NUM = {"tcp": 6, "udp": 17, "icmp": 1}
+_NUM_PROTO = {v: k for k, v in _PROTO_NUM.items()}
+_ACE_NAME = re.compile(r"r(\d+)\Z")
+_PORT_LEAVES = ("vm-id", "tenant", "access-vlan", "vni", "mtu", "max-macs", "qos")
+_SEED_META = ("vm-id", "expires-at", "origin")
+
+
+def _nat_index(address: str) -> int:
+    return int(ipaddress.IPv4Address(address))
+
+
+class IetfCodec:
+    """Codec of the IETF flavour (devices ietf-leaf, ietf-spine, ietf-fw)."""
+
+    name = "ietf"
+    supported_kinds: frozenset[PolicyKind] = frozenset(PolicyKind)
+
+    def required_modules(self, kinds: Collection[PolicyKind] | None = None) -> frozenset[str]:
+        wanted = self.supported_kinds if kinds is None else frozenset(kinds)
+        modules = {"ietf-interfaces", "iana-if-type", "netmig-device"}
+        if PolicyKind.ACL in wanted:
+            modules.add("ietf-access-control-list")
+        if PolicyKind.NAT_STATIC in wanted:
+            modules.add("ietf-nat")
+        return frozenset(modules)
+
+    def required_features(self, kinds: Collection[PolicyKind] | None = None) -> frozenset[tuple[str, str]]:
+        wanted = self.supported_kinds if kinds is None else frozenset(kinds)
+        return frozenset().union(*(_FEATURES.get(k, frozenset()) for k in wanted))
+
+    # ------------------------------------------------------------------------------ filters
+
+    def config_filter(self, ctx: VmContext) -> Element:
+        flt = subtree_filter()
+        iface = xmlkit.sub(section(flt, IF_NS, "interfaces"), IF_NS, "interface")
+        xmlkit.sub(iface, IF_NS, "name", ctx.port)
+        section(flt, ACL_NS, "acls")  # ACL names are known only from the attachment: take the list
+        if ctx.ipv4s:
+            inst = xmlkit.sub(
+                xmlkit.sub(section(flt, NAT_NS, "nat"), NAT_NS, "instances"), NAT_NS, "instance"
+            )
+            xmlkit.sub(inst, NAT_NS, "id", 1)
+            add_matches(
+                xmlkit.sub(inst, NAT_NS, "mapping-table"),
+                NAT_NS,
+                "mapping-entry",
+                (("internal-src-address", f"{ip}/32") for ip in ctx.ipv4s),
+            )
+        add_matches(section(flt, NMD_NS, "firewall"), NMD_NS, "rule", [("vm-id", ctx.vm_id)])
+        pool = xmlkit.sub(section(flt, NMD_NS, "load-balancer"), NMD_NS, "pool")
+        xmlkit.sub(pool, NMD_NS, "name")
+        add_matches(pool, NMD_NS, "member", [("vm-id", ctx.vm_id), *(("address", a) for a in ctx.ipv4s)])
+        seeded = xmlkit.sub(section(flt, NMD_NS, "dynamic-info"), NMD_NS, "seeded")
+        for kind in DI_CLASSES:
+            add_matches(seeded, NMD_NS, kind.value, [("vm-id", ctx.vm_id)])
+        return flt
+
+    def state_filter(self, ctx: VmContext) -> Element:
+        flt = subtree_filter()
+        learned = xmlkit.sub(section(flt, NMD_NS, "dynamic-info"), NMD_NS, "learned")
+        for kind, leaves in _di_match_leaves(ctx).items():
+            add_matches(learned, NMD_NS, kind.value, [("vm-id", ctx.vm_id), *leaves])
+        return flt
+
+    # ------------------------------------------------------------------------------- decode
+
+    def decode(self, config: Element, state: Element | None, ctx: VmContext) -> VmBundle:
+        iface = _interface(config, ctx.port)
+        tenant, vni = ctx.tenant, None
+        qos = profile = None
+        if iface is not None:
+            path = f"interface[{ctx.port}]"
+            ctx.claims(xmlkit.text_of(iface, NMD_NS, "vm-id"), True, path)
+            tenant = xmlkit.text_of(iface, NMD_NS, "tenant") or tenant
+            vni = int_of(iface, NMD_NS, "vni", path)
+            profile = PortProfile(
+                int_of(iface, NMD_NS, "access-vlan", path),
+                int_of(iface, NMD_NS, "mtu", path),
+                int_of(iface, NMD_NS, "max-macs", path),
+            )
+            q = xmlkit.child(iface, NMD_NS, "qos")
+            if q is not None:
+                qos = record_from_xml(q, NMD_NS, QosProfile, f"{path}/qos")
+        identity = VmIdentity(tenant=tenant, segment=ctx.vlan, vni=vni, mac=ctx.macs, ip=ctx.ips)
+        static = StaticPolicies(
+            acl=tuple(_decode_acls(config, ctx)),
+            qos=qos,
+            port_profile=profile,
+            nat_static=tuple(_decode_nat(config, ctx)),
+            firewall_rule=tuple(_decode_rules(config, ctx)),
+            lb_member=tuple(_decode_lb(config, ctx)),
+        )
+        dynamic: dict[str, tuple[Any, ...]] = {}
+        for kind, cls in DI_CLASSES.items():
+            found: dict[Any, Any] = {}
+            for tree, root in (("seeded", config), ("learned", state)):
+                for entry in _di_entries(root, tree, kind, cls, ctx):
+                    found[entry.key] = entry  # learned state wins over the seed it came from
+            dynamic[kind.attr] = tuple(found.values())
+        return VmBundle(ctx.vm_id, identity, static, DynamicInfo(**dynamic))
+
+    # ------------------------------------------------------------------------------- encode
+
+    def encode(self, bundle: VmBundle, ctx: VmContext) -> Element:
+        cfg = config_root()
+        vm, st = bundle.vm_id, bundle.static
+        iface = _iface_el(cfg, ctx.port)
+        xmlkit.sub(iface, NMD_NS, "vm-id", vm)
+        tenant = bundle.identity.tenant or ctx.tenant
+        if tenant is not None:
+            xmlkit.sub(iface, NMD_NS, "tenant", tenant)
+        pp = st.port_profile or PortProfile()
+        for leaf, value in (
+            ("access-vlan", pp.vlan),
+            ("vni", bundle.identity.vni),
+            ("mtu", pp.mtu),
+            ("max-macs", pp.max_macs),
+        ):
+            if value is not None:
+                xmlkit.sub(iface, NMD_NS, leaf, value)
+        if st.qos is not None:
+            record_to_xml(iface, NMD_NS, "qos", st.qos)
+        if st.acl:
+            _encode_acls(cfg, vm, ctx.port, st.acl)
+        if st.nat_static:
+            table = _nat_table(cfg)
+            for nat in st.nat_static:
+                entry = xmlkit.sub(table, NAT_NS, "mapping-entry")
+                xmlkit.sub(entry, NAT_NS, "index", _nat_index(nat.internal_address))
+                xmlkit.sub(entry, NAT_NS, "type", "static")
+                xmlkit.sub(entry, NAT_NS, "internal-src-address", f"{nat.internal_address}/32")
+                xmlkit.sub(entry, NAT_NS, "external-src-address", f"{nat.external_address}/32")
+        if st.firewall_rule:
+            fw = section(cfg, NMD_NS, "firewall")
+            for rule in st.firewall_rule:
+                el = xmlkit.sub(fw, NMD_NS, "rule")
+                xmlkit.sub(el, NMD_NS, "name", f"{vm}.{rule.name}")
+                xmlkit.sub(el, NMD_NS, "vm-id", vm)
+                record_to_xml(el, NMD_NS, "x", rule, skip={"name"})
+                _hoist(el)
+        if st.lb_member:
+            lb = section(cfg, NMD_NS, "load-balancer")
+            for m in st.lb_member:
+                pool = xmlkit.sub(lb, NMD_NS, "pool")
+                xmlkit.sub(pool, NMD_NS, "name", m.pool)
+                member = xmlkit.sub(pool, NMD_NS, "member")
+                values: tuple[tuple[str, str | int], ...] = (
+                    ("address", m.address),
+                    ("port", m.port),
+                    ("weight", m.weight),
+                    ("vm-id", vm),
+                )
+                for leaf, leaf_value in values:
+                    xmlkit.sub(member, NMD_NS, leaf, leaf_value)
+        if bundle.kinds() & frozenset(DI_CLASSES):
+            seeded = xmlkit.sub(section(cfg, NMD_NS, "dynamic-info"), NMD_NS, "seeded")
+            for kind in DI_CLASSES:
+                for entry in bundle.entries(kind):
+                    el = record_to_xml(seeded, NMD_NS, kind.value, entry)
+                    xmlkit.sub(el, NMD_NS, "vm-id", vm)
+                    xmlkit.sub(el, NMD_NS, "expires-at", ctx.expires_at(expiry_of(entry)))
+        return cfg
+
+    def encode_removal(self, bundle: VmBundle, ctx: VmContext, *, current: Element | None = None) -> Element:
+        cfg = config_root()
+        vm, st = bundle.vm_id, bundle.static
+        iface = _iface_el(cfg, ctx.port, with_type=False)
+        for leaf in _PORT_LEAVES:
+            operation(xmlkit.sub(iface, NMD_NS, leaf), "remove")
+        if st.acl:
+            acls = section(cfg, ACL_NS, "acls")
+            for acl in st.acl:
+                gone = operation(xmlkit.sub(acls, ACL_NS, "acl"), "remove")
+                xmlkit.sub(gone, ACL_NS, "name", f"{vm}.{acl.name}")
+            point = xmlkit.sub(xmlkit.sub(acls, ACL_NS, "attachment-points"), ACL_NS, "interface")
+            xmlkit.sub(point, ACL_NS, "interface-id", ctx.port)
+            for acl in st.acl:
+                sets = xmlkit.sub(xmlkit.sub(point, ACL_NS, acl.direction.value), ACL_NS, "acl-sets")
+                operation(xmlkit.sub(sets, ACL_NS, "acl-set"), "remove")
+                xmlkit.sub(sets[-1], ACL_NS, "name", f"{vm}.{acl.name}")
+        if st.nat_static:
+            real = _nat_indexes(current) if current is not None else {}
+            table = _nat_table(cfg)
+            for nat in st.nat_static:
+                entry = operation(xmlkit.sub(table, NAT_NS, "mapping-entry"), "remove")
+                index = real.get(nat.internal_address, _nat_index(nat.internal_address))
+                xmlkit.sub(entry, NAT_NS, "index", index)
+        if st.firewall_rule:
+            fw = section(cfg, NMD_NS, "firewall")
+            for rule in st.firewall_rule:
+                xmlkit.sub(
+                    operation(xmlkit.sub(fw, NMD_NS, "rule"), "remove"), NMD_NS, "name", f"{vm}.{rule.name}"
+                )
+        if st.lb_member:
+            lb = section(cfg, NMD_NS, "load-balancer")
+            for m in st.lb_member:
+                pool = xmlkit.sub(lb, NMD_NS, "pool")
+                xmlkit.sub(pool, NMD_NS, "name", m.pool)
+                member = operation(xmlkit.sub(pool, NMD_NS, "member"), "remove")
+                xmlkit.sub(member, NMD_NS, "address", m.address)
+                xmlkit.sub(member, NMD_NS, "port", m.port)
+        if bundle.kinds() & frozenset(DI_CLASSES):
+            seeded = xmlkit.sub(section(cfg, NMD_NS, "dynamic-info"), NMD_NS, "seeded")
+            for kind in DI_CLASSES:
+                for entry in bundle.entries(kind):
+                    el = operation(xmlkit.sub(seeded, NMD_NS, kind.value), "remove")
+                    for leaf, value in zip(KEY_LEAVES[kind], as_tuple(entry.key), strict=True):
+                        xmlkit.sub(el, NMD_NS, leaf, value)
+        return cfg
+
+    # ---------------------------------------------------------------------------- inventory
+
+    def inventory(self, config: Element, state: Element | None = None) -> DeviceInventory:
+        ports: list[PortUse] = []
+        names: set[str] = set()
+        bindings: list[Binding] = []
+        nat: list[NatMapping] = []
+        lb: list[LbUse] = []
+        ifs = top(config, IF_NS, "interfaces")
+        for iface in xmlkit.children(ifs, IF_NS, "interface") if ifs is not None else ():
+            ports.append(
+                PortUse(
+                    xmlkit.text_of(iface, IF_NS, "name") or "",
+                    xmlkit.text_of(iface, NMD_NS, "vm-id"),
+                    xmlkit.text_of(iface, NMD_NS, "tenant"),
+                    int_of(iface, NMD_NS, "access-vlan", "if"),
+                    int_of(iface, NMD_NS, "vni", "if"),
+                )
+            )
+        acls = top(config, ACL_NS, "acls")
+        names.update(
+            xmlkit.text_of(a, ACL_NS, "name") or ""
+            for a in (xmlkit.children(acls, ACL_NS, "acl") if acls is not None else ())
+        )
+        fw = top(config, NMD_NS, "firewall")
+        names.update(
+            xmlkit.text_of(r, NMD_NS, "name") or ""
+            for r in (xmlkit.children(fw, NMD_NS, "rule") if fw is not None else ())
+        )
+        for entry in _mapping_entries(config):
+            inside, outside = (
+                _host(xmlkit.text_of(entry, NAT_NS, n))
+                for n in ("internal-src-address", "external-src-address")
+            )
+            if inside and outside:
+                nat.append(NatMapping(inside, outside))
+        lbs = top(config, NMD_NS, "load-balancer")
+        for pool in xmlkit.children(lbs, NMD_NS, "pool") if lbs is not None else ():
+            for m in xmlkit.children(pool, NMD_NS, "member"):
+                lb.append(
+                    LbUse(
+                        xmlkit.text_of(pool, NMD_NS, "name") or "",
+                        xmlkit.text_of(m, NMD_NS, "address") or "",
+                        int_of(m, NMD_NS, "port", "lb") or 0,
+                        xmlkit.text_of(m, NMD_NS, "vm-id"),
+                    )
+                )
+        for tree, root in (("seeded", config), ("learned", state)):
+            for kind in DI_CLASSES:
+                for el in _di_elements(root, tree, kind):
+                    owner = xmlkit.text_of(el, NMD_NS, "vm-id")
+                    detail = xmlkit.text_of(el, NMD_NS, "port") or ""
+                    for leaf in ("mac", "ip", "internal-address", "source-address"):
+                        value = xmlkit.text_of(el, NMD_NS, leaf)
+                        if value:
+                            bindings.append(Binding(kind, value.lower(), owner, detail))
+        return sorted_inventory(ports, names, bindings, nat, lb)
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def _di_match_leaves(ctx: VmContext) -> dict[PolicyKind, list[tuple[str, str]]]:
+    macs = [("mac", m) for m in ctx.macs]
+    v4 = list(ctx.ipv4s)
+    return {
+        PolicyKind.MAC_ENTRY: [*macs, ("port", ctx.port)],
+        PolicyKind.ARP_ENTRY: [*(("ip", a) for a in v4), *macs],
+        PolicyKind.ND_ENTRY: [*(("ip", a) for a in ctx.ipv6s), *macs],
+        PolicyKind.DHCP_BINDING: [*macs, *(("ip", a) for a in v4)],
+        PolicyKind.NAT_SESSION: [("internal-address", a) for a in v4],
+        PolicyKind.FIREWALL_SESSION: [
+            *(("source-address", a) for a in ctx.ips),
+            *(("destination-address", a) for a in ctx.ips),
+        ],
+    }
+
+
+def _hoist(el: Element) -> None:
+    """Move the children of the placeholder ``<x>`` record element up into ``el``."""
+    holder = el[-1]
+    for node in list(holder):
+        el.append(node)
+    el.remove(holder)
+
+
+def _host(prefix: str | None) -> str | None:
+    if prefix is None:
+        return None
+    address, _, length = prefix.partition("/")
+    return address if length in ("", "32") else None
+
+
+def _interface(config: Element, port: str) -> Element | None:
+    ifs = top(config, IF_NS, "interfaces")
+    for iface in xmlkit.children(ifs, IF_NS, "interface") if ifs is not None else ():
+        if xmlkit.text_of(iface, IF_NS, "name") == port:
+            return iface
+    return None
+
+
+def _iface_el(cfg: Element, port: str, *, with_type: bool = True) -> Element:
+    iface = xmlkit.sub(section(cfg, IF_NS, "interfaces", {"nmd": NMD_NS}), IF_NS, "interface")
+    xmlkit.sub(iface, IF_NS, "name", port)
+    if with_type:
+        iface.append(xmlkit.element(IF_NS, "type", "ianaift:ethernetCsmacd", nsmap={"ianaift": IANAIFT_NS}))
+    return iface
+
+
+def _nat_table(cfg: Element) -> Element:
+    inst = xmlkit.sub(xmlkit.sub(section(cfg, NAT_NS, "nat"), NAT_NS, "instances"), NAT_NS, "instance")
+    xmlkit.sub(inst, NAT_NS, "id", 1)
+    return xmlkit.sub(inst, NAT_NS, "mapping-table")
+
+
+def _mapping_entries(config: Element) -> Iterable[Element]:
+    nat = top(config, NAT_NS, "nat")
+    if nat is None:
+        return []
+    steps = ("instances", "instance", "mapping-table", "mapping-entry")
+    return nat.iterfind("/".join(xmlkit.qualify(NAT_NS, s) for s in steps))
+
+
+def _nat_indexes(config: Element) -> dict[str, int]:
+    out = {}
+    for entry in _mapping_entries(config):
+        inside = _host(xmlkit.text_of(entry, NAT_NS, "internal-src-address"))
+        index = int_of(entry, NAT_NS, "index", "mapping-entry")
+        if inside is not None and index is not None:
+            out[inside] = index
+    return out
+
+
+def _di_elements(root: Element | None, tree: str, kind: PolicyKind) -> Iterable[Element]:
+    di = top(root, NMD_NS, "dynamic-info") if root is not None else None
+    part = xmlkit.child(di, NMD_NS, tree) if di is not None else None
+    return xmlkit.children(part, NMD_NS, kind.value) if part is not None else []
+
+
+def _di_entries(
+    root: Element | None, tree: str, kind: PolicyKind, cls: type[Any], ctx: VmContext
+) -> list[Any]:
+    out = []
+    for el in _di_elements(root, tree, kind):
+        entry = record_from_xml(el, NMD_NS, cls, f"dynamic-info/{tree}", ignore=_SEED_META)
+        if ctx.claims(
+            xmlkit.text_of(el, NMD_NS, "vm-id"), di_matches(entry, ctx), f"{tree} {kind.value} {entry.key}"
+        ):
+            out.append(entry)
+    return out
+
+
+def _decode_nat(config: Element, ctx: VmContext) -> Iterable[NatStatic]:
+    for entry in _mapping_entries(config):
+        inside = _host(xmlkit.text_of(entry, NAT_NS, "internal-src-address"))
+        if inside is None or inside not in ctx.ips:
+            continue
+        index = xmlkit.text_of(entry, NAT_NS, "index")
+        kind = xmlkit.text_of(entry, NAT_NS, "type") or "static"
+        outside = _host(xmlkit.text_of(entry, NAT_NS, "external-src-address"))
+        ports = [
+            n
+            for n in ("transport-protocol", "internal-src-port", "external-src-port")
+            if xmlkit.child(entry, NAT_NS, n) is not None
+        ]
+        if kind != "static" or outside is None or ports:
+            raise BundleError(f"nat mapping-entry[{index}] for {inside} is not a 1:1 static /32 mapping")
+        yield NatStatic(inside, outside)
+
+
+def _decode_rules(config: Element, ctx: VmContext) -> Iterable[FirewallRule]:
+    fw = top(config, NMD_NS, "firewall")
+    prefix = f"{ctx.vm_id}."
+    for el in xmlkit.children(fw, NMD_NS, "rule") if fw is not None else ():
+        name = xmlkit.text_of(el, NMD_NS, "name") or ""
+        if ctx.claims(xmlkit.text_of(el, NMD_NS, "vm-id"), name.startswith(prefix), f"firewall rule {name}"):
+            short = name[len(prefix) :] if name.startswith(prefix) else name
+            yield record_from_xml(
+                el,
+                NMD_NS,
+                FirewallRule,
+                f"firewall/rule[{name}]",
+                ignore=("name", "vm-id"),
+                extra={"name": short},
+            )
+
+
+def _decode_lb(config: Element, ctx: VmContext) -> Iterable[LbMember]:
+    lbs = top(config, NMD_NS, "load-balancer")
+    for pool in xmlkit.children(lbs, NMD_NS, "pool") if lbs is not None else ():
+        name = xmlkit.text_of(pool, NMD_NS, "name") or ""
+        for m in xmlkit.children(pool, NMD_NS, "member"):
+            address = xmlkit.text_of(m, NMD_NS, "address") or ""
+            if ctx.claims(
+                xmlkit.text_of(m, NMD_NS, "vm-id"), address in ctx.ips, f"lb pool {name} member {address}"
+            ):
+                yield LbMember(
+                    name,
+                    address,
+                    int_of(m, NMD_NS, "port", "member") or 0,
+                    int_of(m, NMD_NS, "weight", "member") or 1,
+                )
+
+
+def _decode_acls(config: Element, ctx: VmContext) -> Iterable[Acl]:
+    acls = top(config, ACL_NS, "acls")
+    if acls is None:
+        return
+    by_name = {xmlkit.text_of(a, ACL_NS, "name"): a for a in xmlkit.children(acls, ACL_NS, "acl")}
+    prefix = f"{ctx.vm_id}."
+    for point in acls.iterfind(f"{{{ACL_NS}}}attachment-points/{{{ACL_NS}}}interface"):
+        if xmlkit.text_of(point, ACL_NS, "interface-id") != ctx.port:
+            continue
+        for direction in ("ingress", "egress"):
+            for name_el in point.iterfind(
+                f"{{{ACL_NS}}}{direction}/{{{ACL_NS}}}acl-sets/{{{ACL_NS}}}acl-set/{{{ACL_NS}}}name"
+            ):
+                name = (name_el.text or "").strip()
+                if not name.startswith(prefix):
+                    raise BundleError(
+                        f"acl {name!r} attached to {ctx.port} is not named {prefix}NAME: refusing it"
+                    )
+                acl = by_name.get(name)
+                if acl is None:
+                    raise BundleError(f"acl {name!r} attached to {ctx.port} does not exist")
+                yield Acl(name[len(prefix) :], Direction(direction), tuple(_decode_aces(acl, name)))
+
+
+def _decode_aces(acl: Element, name: str) -> list[AclRule]:
+    aces = list(acl.iterfind(f"{{{ACL_NS}}}aces/{{{ACL_NS}}}ace"))
+    numbers = [_ACE_NAME.match(xmlkit.text_of(a, ACL_NS, "name") or "") for a in aces]
+    seqs = [int(m.group(1)) for m in numbers if m]
+    if len(seqs) != len(aces) or seqs != sorted(set(seqs)):
+        seqs = [10 * (i + 1) for i in range(len(aces))]  # not r<seq> in order: keep the device's order
+    return [
+        _decode_ace(ace, seq, f"acl[{name}]/ace[{xmlkit.text_of(ace, ACL_NS, 'name')}]")
+        for ace, seq in zip(aces, seqs, strict=True)
+    ]
+
+
+def _decode_ace(ace: Element, seq: int, path: str) -> AclRule:
+    fields: dict[str, Any] = {}
+    matches = xmlkit.child(ace, ACL_NS, "matches")
+    protocol = "any"
+    for node in matches if matches is not None else ():
+        kind = xmlkit.local_name(node)
+        if kind == "ipv4":
+            for leaf in node:
+                leaf_name, text = xmlkit.local_name(leaf), (leaf.text or "").strip()
+                if leaf_name == "protocol":
+                    if int(text) not in _NUM_PROTO:
+                        raise BundleError(f"{path}: IP protocol {text} cannot be expressed canonically")
+                    protocol = _NUM_PROTO[int(text)]
+                elif leaf_name in ("source-ipv4-network", "destination-ipv4-network"):
+                    fields[leaf_name.replace("-ipv4-network", "_prefix")] = text
+                else:
+                    raise BundleError(f"{path}: ipv4 match on {leaf_name} cannot be expressed canonically")
+        elif kind in ("tcp", "udp"):
+            protocol = kind
+            for port in node:
+                if xmlkit.local_name(port) != "destination-port":
+                    raise BundleError(
+                        f"{path}: {kind} match on {xmlkit.local_name(port)} cannot be expressed"
+                    )
+                fields.update(_decode_port(port, path))
+        else:
+            raise BundleError(f"{path}: {kind} match cannot be expressed canonically")
+    forwarding = ace.findtext(f"{{{ACL_NS}}}actions/{{{ACL_NS}}}forwarding") or ""
+    action = {"accept": "permit", "drop": "deny"}.get(forwarding.strip().rpartition(":")[2])
+    if action is None:
+        raise BundleError(f"{path}: forwarding action {forwarding!r} cannot be expressed canonically")
+    return AclRule(seq, action, protocol, **fields)  # type: ignore[arg-type]
+
+
+def _decode_port(port: Element, path: str) -> dict[str, int]:
+    def num(name: str) -> int | None:
+        return int_of(port, ACL_NS, name, path)
+
+    op = (xmlkit.text_of(port, ACL_NS, "operator") or "eq").rpartition(":")[2]
+    if num("lower-port") is not None:
+        return {
+            "destination_port_min": num("lower-port") or 0,
+            "destination_port_max": num("upper-port") or 0,
+        }
+    value = num("port")
+    if value is None or op not in ("eq", "gte", "lte"):
+        raise BundleError(f"{path}: destination-port operator {op} cannot be expressed canonically")
+    if op == "eq":
+        return {"destination_port_min": value}
+    return (
+        {"destination_port_min": value, "destination_port_max": 65535}
+        if op == "gte"
+        else {"destination_port_min": 0, "destination_port_max": value}
+    )
+
+
+def _encode_acls(cfg: Element, vm: str, port: str, acls: Iterable[Acl]) -> None:
+    root = section(cfg, ACL_NS, "acls")
+    point = xmlkit.element(ACL_NS, "interface")
+    xmlkit.sub(point, ACL_NS, "interface-id", port)
+    sets: dict[str, Element] = {}
+    for acl in acls:
+        el = xmlkit.sub(root, ACL_NS, "acl")
+        xmlkit.sub(el, ACL_NS, "name", f"{vm}.{acl.name}")
+        xmlkit.sub(el, ACL_NS, "type", "ipv4-acl-type")
+        aces = xmlkit.sub(el, ACL_NS, "aces")
+        for rule in acl.rule:
+            _encode_ace(xmlkit.sub(aces, ACL_NS, "ace"), rule)
+        direction = acl.direction.value
+        if direction not in sets:
+            sets[direction] = xmlkit.sub(xmlkit.sub(point, ACL_NS, direction), ACL_NS, "acl-sets")
+        xmlkit.sub(xmlkit.sub(sets[direction], ACL_NS, "acl-set"), ACL_NS, "name", f"{vm}.{acl.name}")
+    xmlkit.sub(root, ACL_NS, "attachment-points").append(point)
+
+
+def _encode_ace(ace: Element, rule: AclRule) -> None:
+    xmlkit.sub(ace, ACL_NS, "name", f"r{rule.sequence}")
+    matches = xmlkit.sub(ace, ACL_NS, "matches")
+    proto = rule.protocol.value
+    if proto != "any" or rule.source_prefix or rule.destination_prefix:
+        ipv4 = xmlkit.sub(matches, ACL_NS, "ipv4")
+        if proto != "any":
+            xmlkit.sub(ipv4, ACL_NS, "protocol", _PROTO_NUM[proto])
+        if rule.destination_prefix:
+            xmlkit.sub(ipv4, ACL_NS, "destination-ipv4-network", rule.destination_prefix)
+        if rule.source_prefix:
+            xmlkit.sub(ipv4, ACL_NS, "source-ipv4-network", rule.source_prefix)
+    if rule.destination_port_min is not None:
+        port = xmlkit.sub(xmlkit.sub(matches, ACL_NS, proto), ACL_NS, "destination-port")
+        if rule.destination_port_max is None:
+            xmlkit.sub(port, ACL_NS, "operator", "eq")
+            xmlkit.sub(port, ACL_NS, "port", rule.destination_port_min)
+        else:
+            xmlkit.sub(port, ACL_NS, "lower-port", rule.destination_port_min)
+            xmlkit.sub(port, ACL_NS, "upper-port", rule.destination_port_max)
+    forwarding = xmlkit.sub(xmlkit.sub(ace, ACL_NS, "actions"), ACL_NS, "forwarding")
+    forwarding.text = "accept" if rule.action.value == "permit" else "drop"
