@@ -54,6 +54,7 @@ class Session:
         self._encoder = FrameEncoder()
         self._queue: asyncio.Queue[bytes] = asyncio.Queue()
         self._hello_done = False
+        self._hello_queued = False
         self._closed = False
         self._hello_timeout_s = hello_timeout_s
         self._worker: asyncio.Task[None] | None = None
@@ -75,12 +76,15 @@ class Session:
         """Bytes from the client; complete messages are queued in order."""
         if self._closed:
             return
+        self._decoder.feed(data)
+        self._drain()
+
+    def _drain(self) -> None:
         try:
-            self._decoder.feed(data)
-            while (message := self._decoder.pop()) is not None:
+            # Stop behind the client hello: the framing may switch to chunked once it is read.
+            while not self._hello_queued and (message := self._decoder.pop()) is not None:
                 self._queue.put_nowait(message)
-                if not self._hello_done:
-                    break  # the framing may switch after the hello; the worker resumes decoding
+                self._hello_queued = not self._hello_done
         except FramingError as exc:
             log.warning("%s session %d: framing error: %s", self.runtime.name, self.session_id, exc)
             self.abort()
@@ -121,13 +125,14 @@ class Session:
     async def _run(self) -> None:
         while not self._closed:
             message = await self._queue.get()
-            if not message.strip():
-                continue
             if not self._hello_done:
-                self._on_hello(message)
-                self.data_received(b"")  # decode what arrived behind the hello in the new framing
-                continue
-            await self._on_rpc(message)
+                if message.strip():
+                    self._on_hello(message)
+                if not self._closed:
+                    self._hello_queued = False
+                    self._drain()  # decode what arrived behind the hello, in the new framing
+            elif message.strip():
+                await self._on_rpc(message)
 
     def _on_hello(self, message: bytes) -> None:
         try:
@@ -180,6 +185,9 @@ class Session:
                 body = self._dispatch(ops[0])
             except SimRpcError as exc:
                 body = [exc.to_element()]
+            except Exception:  # fault barrier: a bug in one operation must not hang the session
+                log.exception("%s session %d: %s failed", self.runtime.name, self.session_id, name)
+                body = [SimRpcError.operation_failed(f"internal error in {name}").to_element()]
             reply = _reply(rpc, body)
             if faults is not None:
                 reply = await faults.after_rpc(ctx, reply) or reply

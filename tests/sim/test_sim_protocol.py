@@ -282,6 +282,25 @@ def test_both_framings(device: Device, caps: tuple[str, ...]) -> None:
     device.lt.run(go())
 
 
+def test_hello_and_first_rpc_in_one_write(device: Device) -> None:
+    hello = (f'<hello xmlns="{NC}"><capabilities><capability>{BASE_11}</capability></capabilities>'
+             '</hello>').encode()
+    rpc = f'<rpc xmlns="{NC}" message-id="first"><discard-changes/></rpc>'.encode()
+
+    async def go() -> None:
+        conn = await asyncssh.connect("127.0.0.1", device.port, username="admin", password="secret",
+                                      known_hosts=str(device.known_hosts), client_keys=None)
+        writer, reader, _ = await conn.open_session(subsystem="netconf", encoding=None)
+        client = RawClient(conn, writer, reader)
+        await client.recv_raw()
+        writer.write(b"\n" + encode_eom(hello) + encode_chunked(rpc, max_chunk=5))
+        client.decoder.set_chunked()
+        reply = await client.recv()
+        assert reply.get("message-id") == "first" and reply.find(f"{{{NC}}}ok") is not None
+        await client.close()
+    device.lt.run(go())
+
+
 def test_rpc_reply_copies_attributes_and_handles_bad_rpcs(device: Device) -> None:
     async def go() -> None:
         client = await RawClient.open(device)
@@ -336,9 +355,11 @@ def test_engine_operations_and_errors_through_the_session(device: Device) -> Non
         with pytest.raises(RPCError) as err:
             a.get_schema("no-such-module")
         assert err.value.tag == "invalid-value"
+        bogus = port_config({"ethernet-1/1": 3}).replace("<vlan>3</vlan>", "<bogus>3</bogus>")
         with pytest.raises(RPCError) as err:
-            a.edit_config(target="candidate", config=port_config({"ethernet-1/1": 5000}))
-        assert err.value.tag == "invalid-value"
+            a.edit_config(target="candidate", config=bogus)
+        assert err.value.tag == "unknown-element"
+        assert err.value.path and "ethernet-1/1" in err.value.path
         assert not device.lt.call(device.runtime.engine.candidate_dirty)
         with pytest.raises(RPCError) as err:
             a.edit_config(target="running", config=port_config({"ethernet-1/1": 7}))
@@ -350,6 +371,16 @@ def test_engine_operations_and_errors_through_the_session(device: Device) -> Non
         assert vlans_of(a.get_config(source="startup").data_ele) == {"ethernet-1/1": 7}
         flt = f'<acme-fabric xmlns="{ACME_NS}"><port><name>ethernet-1/1</name></port></acme-fabric>'
         assert vlans_of(a.get(filter=("subtree", flt)).data_ele) == {"ethernet-1/1": 7}
+
+
+def test_out_of_range_value_never_reaches_running(device: Device) -> None:
+    with ncc(device) as a:
+        before = running(a)
+        with pytest.raises(RPCError) as err:
+            a.edit_config(target="candidate", config=port_config({"ethernet-1/1": 5000}))
+            a.commit()
+        assert err.value.tag == "invalid-value"
+        assert running(a) == before
 
 
 # -- locks and sessions ---------------------------------------------------------------------------
