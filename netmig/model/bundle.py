@@ -342,7 +342,11 @@ def from_dict(cls: type[T], data: Mapping[str, Any], path: str = "") -> T:
     try:
         return cls(**kwargs)
     except BundleError as exc:
-        raise BundleError(f"{path}/{exc}" if path else str(exc)) from exc
+        parent, _, last = path.rpartition("/")
+        text = str(exc)
+        if last and (text.startswith(f"{last}[") or text.startswith(f"{last}/")):
+            raise BundleError(f"{parent}/{text}") from exc
+        raise BundleError(f"{path}/{text}" if path else text) from exc
 
 
 def _load(fs: FieldShape, raw: Any, path: str) -> Any:
