@@ -1,0 +1,464 @@
+"""DeviceSession: typed NETCONF operations on one device, over ncclient.
+
+This is the one place where ncclient, paramiko and socket exceptions become netmig errors (always
+``raise ... from exc``): authentication -> AuthError, unknown or changed host key -> HostKeyError, socket and
+SSH failures -> ConnectError, no answer in time -> DeviceTimeoutError, ``<rpc-error>`` -> RpcError with
+every RFC 6241 field, an unparseable or unexpected reply -> MalformedReplyError. Requests are built by the
+pure functions at the top of this module (no I/O; golden-XML testable); every reply is re-parsed with
+:func:`netmig.xmlkit.parse`.
+Only connecting is retried, and only when TCP was refused, reset or timed out.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from types import TracebackType
+
+import paramiko  # type: ignore[import-untyped]
+from ncclient.operations.errors import TimeoutExpiredError
+from ncclient.transport.errors import (
+    AuthenticationError,
+    SessionCloseError,
+    SSHUnknownHostError,
+    TransportError,
+)
+from ncclient.xml_ import NCClientError
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from netmig.errors import (
+    AuthError,
+    ConnectError,
+    DeviceTimeoutError,
+    HostKeyError,
+    MalformedReplyError,
+    RpcError,
+    RpcErrorInfo,
+)
+from netmig.netconf.capabilities import Capabilities
+from netmig.netconf.transport import NcTransport
+from netmig.settings import DeviceEndpoint, SshPolicy, Timeouts
+from netmig.xmlkit import NC_NS, Element, XmlError, child, element, local_name, parse, qualify, sub
+
+__all__ = [
+    "NOTIFICATION_NS",
+    "DeviceSession",
+    "build_commit",
+    "build_edit_config",
+    "build_get",
+    "build_get_config",
+    "build_validate",
+    "parse_rpc_errors",
+    "subtree_filter",
+    "xpath_filter",
+]
+
+log = logging.getLogger(__name__)
+
+# Failures of the TCP connect that a second try can cure. Never auth, host key or protocol errors.
+_TRANSIENT = (ConnectionRefusedError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
+
+
+# ---------------------------------------------------------------------- request builders (pure)
+NOTIFICATION_NS = "urn:ietf:params:xml:ns:netconf:notification:1.0"
+_YANG_LIBRARY_NS = "urn:ietf:params:xml:ns:yang:ietf-yang-library"
+_DATASTORES = ("running", "candidate", "startup")
+_DEFAULT_OPERATIONS = ("merge", "replace", "none")
+_TEST_OPTIONS = ("test-then-set", "set", "test-only")
+_ERROR_OPTIONS = ("stop-on-error", "continue-on-error", "rollback-on-error")
+
+
+def _choice(what: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{what} must be one of {', '.join(allowed)}, not {value!r}")
+    return value
+
+
+def _simple(name: str) -> Element:
+    return element(NC_NS, name)
+
+
+def _with_target(name: str, target: str, wrapper: str = "target") -> Element:
+    op = _simple(name)
+    sub(sub(op, NC_NS, wrapper), NC_NS, _choice("datastore", target, _DATASTORES))
+    return op
+
+
+def subtree_filter(*content: Element) -> Element:
+    """``<filter type="subtree">`` holding copies of ``content``."""
+    flt = element(NC_NS, "filter", attrib={"type": "subtree"})
+    for node in content:
+        flt.append(copy.deepcopy(node))
+    return flt
+
+
+def xpath_filter(select: str, namespaces: Mapping[str, str]) -> Element:
+    """``<filter type="xpath" select=...>`` with the prefixes ``select`` uses declared (needs :xpath)."""
+    return element(NC_NS, "filter", attrib={"type": "xpath", "select": select},
+                   nsmap={None: NC_NS, **{prefix: ns for prefix, ns in namespaces.items()}})
+
+
+def _filter_of(flt: Element | None) -> Element | None:
+    if flt is None:
+        return None
+    return copy.deepcopy(flt) if flt.tag == qualify(NC_NS, "filter") else subtree_filter(flt)
+
+
+def _config_of(config: Element) -> Element:
+    if config.tag == qualify(NC_NS, "config"):
+        return copy.deepcopy(config)
+    wrapper = element(NC_NS, "config")
+    wrapper.append(copy.deepcopy(config))
+    return wrapper
+
+
+def build_get(flt: Element | None = None) -> Element:
+    op = _simple("get")
+    if (f := _filter_of(flt)) is not None:
+        op.append(f)
+    return op
+
+
+def build_get_config(source: str, flt: Element | None = None) -> Element:
+    op = _with_target("get-config", source, "source")
+    if (f := _filter_of(flt)) is not None:
+        op.append(f)
+    return op
+
+
+def build_edit_config(target: str, config: Element, *, default_operation: str | None = None,
+                      test_option: str | None = None, error_option: str | None = None) -> Element:
+    op = _with_target("edit-config", target)
+    if default_operation is not None:
+        sub(op, NC_NS, "default-operation",
+            _choice("default_operation", default_operation, _DEFAULT_OPERATIONS))
+    if test_option is not None:
+        sub(op, NC_NS, "test-option", _choice("test_option", test_option, _TEST_OPTIONS))
+    if error_option is not None:
+        sub(op, NC_NS, "error-option", _choice("error_option", error_option, _ERROR_OPTIONS))
+    op.append(_config_of(config))
+    return op
+
+
+def build_validate(source: str | Element) -> Element:
+    if isinstance(source, str):
+        return _with_target("validate", source, "source")
+    op = _simple("validate")
+    sub(op, NC_NS, "source").append(_config_of(source))
+    return op
+
+
+def build_commit(*, confirmed: bool = False, timeout_s: int | None = None, persist: str | None = None,
+                 persist_id: str | None = None) -> Element:
+    """RFC 6241 8.4.5: confirmed commit (timeout, persist) or confirming commit (persist-id)."""
+    if not confirmed and (timeout_s is not None or persist is not None):
+        raise ValueError("confirm timeout and persist need confirmed=True")
+    if timeout_s is not None and timeout_s < 1:
+        raise ValueError("confirm timeout must be at least 1 second")
+    op = _simple("commit")
+    if confirmed:
+        sub(op, NC_NS, "confirmed")
+        if timeout_s is not None:
+            sub(op, NC_NS, "confirm-timeout", int(timeout_s))
+        if persist is not None:
+            sub(op, NC_NS, "persist", persist)
+    if persist_id is not None:
+        sub(op, NC_NS, "persist-id", persist_id)
+    return op
+
+
+def _cancel_commit(persist_id: str | None) -> Element:
+    op = _simple("cancel-commit")
+    if persist_id is not None:
+        sub(op, NC_NS, "persist-id", persist_id)
+    return op
+
+
+def _kill_session(session_id: int | str) -> Element:
+    op = _simple("kill-session")
+    sub(op, NC_NS, "session-id", str(int(session_id)))
+    return op
+
+
+def _create_subscription(*, stream: str | None, filter: Element | None) -> Element:
+    op = element(NOTIFICATION_NS, "create-subscription")
+    if stream is not None:
+        sub(op, NOTIFICATION_NS, "stream", stream)
+    if (f := _filter_of(filter)) is not None:
+        op.append(f)
+    return op
+
+
+def _yang_library_filter() -> Element:
+    return subtree_filter(element(_YANG_LIBRARY_NS, "yang-library"),
+                          element(_YANG_LIBRARY_NS, "modules-state"))
+
+
+def parse_rpc_errors(reply: Element) -> list[RpcErrorInfo]:
+    """Every ``<rpc-error>`` of an ``<rpc-reply>``, with all RFC 6241 fields."""
+    found: list[RpcErrorInfo] = []
+    for err in reply.iter(qualify(NC_NS, "rpc-error")):
+        fields: dict[str, str] = {}
+        info: dict[str, str] = {}
+        for node in err:
+            if not isinstance(node.tag, str):
+                continue
+            name = local_name(node)
+            if name == "error-info":
+                for item in node:
+                    if isinstance(item.tag, str):
+                        info[local_name(item)] = (item.text or "").strip()
+            else:
+                fields[name] = (node.text or "").strip()
+        found.append(RpcErrorInfo(
+            type=fields.get("error-type", "rpc"), tag=fields.get("error-tag", "operation-failed"),
+            severity=fields.get("error-severity", "error"), app_tag=fields.get("error-app-tag") or None,
+            path=fields.get("error-path") or None, message=fields.get("error-message") or None, info=info))
+    return found
+
+
+class DeviceSession:
+    """A NETCONF session to one device; use as a context manager.
+
+    >>> with DeviceSession(endpoint, ssh=SshPolicy(known_hosts=path)) as s:  # doctest: +SKIP
+    ...     with s.locked("candidate"):
+    ...         s.edit_config("candidate", config)
+    ...         s.commit()
+    """
+
+    def __init__(self, endpoint: DeviceEndpoint, *, ssh: SshPolicy | None = None,
+                 timeouts: Timeouts | None = None) -> None:
+        self.endpoint = endpoint
+        self.ssh = ssh if ssh is not None else SshPolicy()
+        self.timeouts = timeouts if timeouts is not None else Timeouts()
+        self._transport: NcTransport | None = None
+        self._capabilities: Capabilities | None = None
+
+    @property
+    def device(self) -> str:
+        """How errors name this device: ``name (host:port)``."""
+        return self.endpoint.label
+
+    # ------------------------------------------------------------------ lifecycle
+    def open(self) -> DeviceSession:
+        """Connect, authenticate, exchange hellos. Retries only refused/reset/timed-out TCP connects."""
+        if self._transport is not None:
+            return self
+        started = time.perf_counter()
+        retrying = Retrying(
+            stop=stop_after_attempt(self.timeouts.connect_attempts),
+            wait=wait_exponential(multiplier=self.timeouts.connect_backoff_s, max=2),
+            retry=retry_if_exception_type(_TRANSIENT), reraise=True)
+        try:
+            transport = retrying(self._connect_once)
+        except AuthenticationError as exc:
+            raise AuthError(self.device, f"authentication failed for user "
+                                         f"{self.endpoint.credentials.username!r}") from exc
+        except SSHUnknownHostError as exc:
+            raise HostKeyError(self.device, self._host_key_problem(exc)) from exc
+        except TimeoutError as exc:
+            raise DeviceTimeoutError(self.device, f"no connection within {self.timeouts.connect_s:g} s "
+                                                  f"({self.timeouts.connect_attempts} attempts)") from exc
+        except ConnectionRefusedError as exc:
+            raise ConnectError(self.device, f"connection refused "
+                                            f"({self.timeouts.connect_attempts} attempts)") from exc
+        except OSError as exc:
+            raise ConnectError(self.device, f"cannot connect: {exc.strerror or exc}") from exc
+        except (NCClientError, paramiko.SSHException, EOFError) as exc:
+            raise ConnectError(self.device, f"SSH/NETCONF setup failed: {type(exc).__name__}") from exc
+        self._transport = transport
+        self._capabilities = Capabilities.from_hello(self.device, transport.server_capabilities)
+        log.info("%s: connected, session-id %s, %.1f ms", self.device, transport.session_id,
+                 (time.perf_counter() - started) * 1000)
+        return self
+
+    def _connect_once(self) -> NcTransport:
+        return NcTransport.connect(self.endpoint, self.ssh, connect_timeout_s=self.timeouts.connect_s)
+
+    def _host_key_problem(self, exc: SSHUnknownHostError) -> str:
+        fingerprint = getattr(exc, "fingerprint", "")
+        where = "the user's known_hosts" if self.ssh.known_hosts is None else str(self.ssh.known_hosts)
+        probe = paramiko.HostKeys()
+        try:
+            if self.ssh.known_hosts is not None:
+                probe.load(str(self.ssh.known_hosts))
+        except OSError:
+            pass
+        host, port = self.endpoint.host, self.endpoint.port
+        if probe.lookup(host) or probe.lookup(f"[{host}]:{port}"):
+            return f"host key CHANGED (offered {fingerprint}, not the one in {where})"
+        return f"unknown host key {fingerprint} (not in {where})"
+
+    def close(self) -> None:
+        """Send close-session (best effort) and drop the connection. Safe to call twice."""
+        transport, self._transport = self._transport, None
+        if transport is None:
+            return
+        try:
+            if transport.connected:
+                transport.request(_simple("close-session"), min(self.timeouts.rpc_s, 5.0))
+        except (NCClientError, OSError, EOFError, paramiko.SSHException) as exc:
+            log.debug("%s: close-session failed (%s); dropping the connection", self.device,
+                      type(exc).__name__)
+        finally:
+            try:
+                transport.close()
+            except (NCClientError, OSError, EOFError, paramiko.SSHException) as exc:
+                log.debug("%s: closing SSH failed: %s", self.device, type(exc).__name__)
+
+    def __enter__(self) -> DeviceSession:
+        return self.open()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def is_open(self) -> bool:
+        return self._transport is not None and self._transport.connected
+
+    @property
+    def session_id(self) -> str | None:
+        return None if self._transport is None else self._transport.session_id
+
+    @property
+    def capabilities(self) -> Capabilities:
+        if self._capabilities is None:
+            raise ConnectError(self.device, "session is not open")
+        return self._capabilities
+
+    def load_yang_library(self) -> Capabilities:
+        """Read ietf-yang-library (RFC 7895 modules-state) and merge its modules into :attr:`capabilities`."""
+        data = self.get(_yang_library_filter())
+        self._capabilities = self.capabilities.with_yang_library(data)
+        return self._capabilities
+
+    # ------------------------------------------------------------------ the one RPC path
+    def rpc(self, operation: Element, *, timeout_s: float | None = None) -> Element:
+        """Send any RPC operation element; return the parsed ``<rpc-reply>``; raise RpcError on rpc-error."""
+        if self._transport is None:
+            raise ConnectError(self.device, "session is not open")
+        name = local_name(operation)
+        wait_s = self.timeouts.rpc_s if timeout_s is None else timeout_s
+        started = time.perf_counter()
+        try:
+            raw = self._transport.request(operation, wait_s)
+        except TimeoutExpiredError as exc:
+            raise DeviceTimeoutError(self.device, f"{name}: no reply within {wait_s:g} s") from exc
+        except (SessionCloseError, TransportError, EOFError, OSError, paramiko.SSHException) as exc:
+            raise ConnectError(self.device, f"{name}: session lost ({type(exc).__name__})") from exc
+        except NCClientError as exc:
+            raise ConnectError(self.device, f"{name}: {type(exc).__name__}") from exc
+        try:
+            reply = parse(raw)
+        except XmlError as exc:
+            raise MalformedReplyError(self.device, f"{name}: {exc}") from exc
+        if reply.tag != qualify(NC_NS, "rpc-reply"):
+            raise MalformedReplyError(self.device, f"{name}: expected rpc-reply, got {local_name(reply)}")
+        errors = parse_rpc_errors(reply)
+        log.debug("%s: %s %.2f ms", self.device, name, (time.perf_counter() - started) * 1000)
+        if any(e.severity != "warning" for e in errors):
+            raise RpcError(self.device, name, errors)
+        for warning in errors:
+            log.warning("%s: %s warning: %s", self.device, name, warning)
+        return reply
+
+    def _ok(self, operation: Element, *, timeout_s: float | None = None) -> None:
+        reply = self.rpc(operation, timeout_s=timeout_s)
+        if child(reply, NC_NS, "ok") is None:
+            raise MalformedReplyError(self.device,
+                                      f"{local_name(operation)}: reply has neither ok nor rpc-error")
+
+    def _data(self, operation: Element) -> Element:
+        reply = self.rpc(operation)
+        data = child(reply, NC_NS, "data")
+        if data is None:
+            raise MalformedReplyError(self.device, f"{local_name(operation)}: reply has no data element")
+        return data
+
+    # ------------------------------------------------------------------ RFC 6241 operations
+    def get(self, filter: Element | None = None) -> Element:
+        """``<get>``: running config and state; returns the ``<data>`` element."""
+        return self._data(build_get(filter))
+
+    def get_config(self, source: str = "running", filter: Element | None = None) -> Element:
+        """``<get-config>`` of a datastore; returns the ``<data>`` element."""
+        return self._data(build_get_config(source, filter))
+
+    def edit_config(self, target: str, config: Element, *, default_operation: str | None = None,
+                    test_option: str | None = None, error_option: str | None = None) -> None:
+        """``<edit-config>``; ``config`` is the ``<config>`` element (or one top-level data node)."""
+        if test_option is not None:
+            self.capabilities.require(":validate")
+        self._ok(build_edit_config(target, config, default_operation=default_operation,
+                                test_option=test_option, error_option=error_option))
+
+    def validate(self, source: str | Element = "candidate") -> None:
+        """``<validate>`` a datastore, or a ``<config>`` element inline."""
+        self.capabilities.require(":validate")
+        self._ok(build_validate(source))
+
+    def commit(self, *, confirmed: bool = False, timeout_s: int | None = None, persist: str | None = None,
+               persist_id: str | None = None) -> None:
+        """``<commit>``: plain, confirmed (with timeout and persist token) or confirming (persist-id)."""
+        self.capabilities.require(":candidate")
+        if confirmed or persist_id is not None:
+            tokens = persist is not None or persist_id is not None
+            self.capabilities.require(":confirmed-commit:1.1" if tokens else ":confirmed-commit")
+        self._ok(build_commit(confirmed=confirmed, timeout_s=timeout_s, persist=persist,
+                              persist_id=persist_id))
+
+    def cancel_commit(self, persist_id: str | None = None) -> None:
+        """``<cancel-commit>``: roll a pending confirmed commit back now."""
+        self.capabilities.require(":confirmed-commit:1.1")
+        self._ok(_cancel_commit(persist_id))
+
+    def discard_changes(self) -> None:
+        """``<discard-changes>``: candidate := running."""
+        self.capabilities.require(":candidate")
+        self._ok(_simple("discard-changes"))
+
+    def lock(self, target: str = "candidate") -> None:
+        self._ok(_with_target("lock", target))
+
+    def unlock(self, target: str = "candidate") -> None:
+        self._ok(_with_target("unlock", target))
+
+    @contextmanager
+    def locked(self, target: str = "candidate") -> Iterator[None]:
+        """Hold a datastore lock for the block; an unlock failure while unwinding is logged, not raised."""
+        self.lock(target)
+        try:
+            yield
+        except BaseException:
+            try:
+                self.unlock(target)
+            except (RpcError, ConnectError, DeviceTimeoutError, MalformedReplyError) as exc:
+                log.warning("%s: unlock %s failed while unwinding: %s", self.device, target, exc)
+            raise
+        self.unlock(target)
+
+    def kill_session(self, session_id: int | str) -> None:
+        """``<kill-session>``: end another session (releasing its locks)."""
+        self._ok(_kill_session(session_id))
+
+    # ------------------------------------------------------------------ RFC 5277 notifications
+    def create_subscription(self, *, stream: str | None = None, filter: Element | None = None) -> None:
+        """``<create-subscription>``; then read with :meth:`next_notification`."""
+        self.capabilities.require(":notification")
+        self._ok(_create_subscription(stream=stream, filter=filter))
+
+    def next_notification(self, timeout_s: float | None = None) -> Element | None:
+        """The next ``<notification>`` element, or None when none arrives within ``timeout_s``."""
+        if self._transport is None:
+            raise ConnectError(self.device, "session is not open")
+        raw = self._transport.take_notification(timeout_s)
+        if raw is None:
+            return None
+        try:
+            return parse(raw)
+        except XmlError as exc:
+            raise MalformedReplyError(self.device, f"notification: {exc}") from exc

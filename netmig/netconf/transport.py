@@ -1,0 +1,198 @@
+"""SSH transport for ncclient 0.7.1 with the fixes FACTS.md measured.
+
+1. The TCP socket is connected here, with TCP_NODELAY, and handed to ncclient (``sock=``).
+2. ncclient's session thread only looks at its send queue between ``select(timeout=0.1)`` calls, so
+   every RPC waits up to 100 ms. :class:`WakingSSHSession` registers one end of a socketpair in that
+   selector and writes a byte to the other end whenever a request is queued; the selector then sleeps
+   with no timeout until a request or a reply arrives. No polling, no global patching: the change lives
+   in a subclass and in the one selector object that subclass is handed.
+3. Host keys are checked against one known_hosts file (and only that file); unknown or changed keys
+   are refused.
+4. ncclient parses with lxml's defaults; lxml >= 5 refuses external entities and entity blow-ups, and
+   huge_tree stays off. Callers re-parse every reply they decode with :func:`netmig.xmlkit.parse`.
+
+This module raises the foreign exceptions (socket, ncclient); :mod:`netmig.netconf.session` is where they
+become netmig errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+from ncclient.manager import make_device_handler
+from ncclient.operations.retrieve import Dispatch
+from ncclient.operations.rpc import RaiseMode
+from ncclient.transport.ssh import SSHSession
+
+from netmig.settings import DeviceEndpoint, SshPolicy
+from netmig.xmlkit import Element
+
+__all__ = ["NcTransport", "WakingSSHSession", "check_lxml", "open_socket"]
+
+log = logging.getLogger(__name__)
+
+_MIN_LXML = (5, 0)
+
+
+def check_lxml() -> None:
+    """Refuse to talk to devices with an lxml whose defaults resolve external entities."""
+    if etree.LXML_VERSION[:2] < _MIN_LXML:
+        raise RuntimeError(f"lxml >= 5.0 is required (found {etree.__version__}): older lxml resolves "
+                           "external entities in device replies")
+
+
+def open_socket(host: str, port: int, timeout_s: float) -> socket.socket:
+    """A connected TCP socket with Nagle off (a NETCONF exchange is many small writes)."""
+    sock = socket.create_connection((host, port), timeout=timeout_s)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class WakingSSHSession(SSHSession):  # type: ignore[misc]
+    """ncclient's SSH session, woken by queued requests instead of a 100 ms poll."""
+
+    def __init__(self, device_handler: Any, known_hosts: Path | None) -> None:
+        super().__init__(device_handler)
+        self._known_hosts_file = known_hosts
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+
+    def load_known_hosts(self, filename: str | None = None) -> None:
+        """Load only the configured known_hosts file (ncclient would also read the user's)."""
+        if self._known_hosts_file is not None:
+            super().load_known_hosts(str(self._known_hosts_file))
+        else:
+            super().load_known_hosts(filename)
+
+    def knows_host(self, host: str, port: int) -> bool:
+        """True when known_hosts holds some key for this host (so a refusal means the key changed)."""
+        keys = self._host_keys
+        return bool(keys.lookup(host) or keys.lookup(f"[{host}]:{port}"))
+
+    def send(self, message: str) -> None:
+        super().send(message)
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except (BlockingIOError, InterruptedError):
+            pass  # the pipe is full: a wake-up is already pending
+        except OSError:
+            pass  # closed: the session is over
+
+    def _drain(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError, OSError):
+            pass
+
+    def _transport_register(self, selector: selectors.BaseSelector, event: int) -> None:
+        super()._transport_register(selector, event)
+        selector.register(self._wake_r, selectors.EVENT_READ)
+        select_events = selector.select
+        wake_r = self._wake_r
+
+        def select(timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+            # A request still queued (several queued, or the channel window was full): come back soon.
+            # Otherwise sleep until a request is queued or the device sends something.
+            wait: float | None = None
+            if not self._q.empty():
+                wait = 0 if self._send_ready() else 0.01
+            events = select_events(wait)
+            channel = [(key, mask) for key, mask in events if key.fileobj is not wake_r]
+            if len(channel) != len(events):
+                self._drain()
+            return channel
+
+        selector.select = select  # type: ignore[method-assign]
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._wake_r.close()
+            self._wake_w.close()
+
+
+class NcTransport:
+    """One connected NETCONF-over-SSH session: send an RPC element, get the raw reply text."""
+
+    def __init__(self, session: WakingSSHSession, device_handler: Any) -> None:
+        self._session = session
+        self._handler = device_handler
+
+    @classmethod
+    def connect(cls, endpoint: DeviceEndpoint, ssh: SshPolicy, *, connect_timeout_s: float,
+                socket_factory: Callable[[str, int, float], socket.socket] = open_socket) -> NcTransport:
+        """Open TCP, SSH (host key, auth), the netconf subsystem and exchange hellos.
+
+        Raises the foreign exceptions unchanged (OSError, ncclient transport errors).
+        """
+        check_lxml()
+        handler = make_device_handler({"name": "default"})
+        session = WakingSSHSession(handler, ssh.known_hosts)
+        if not ssh.verify_host_keys:
+            log.warning("%s: SSH host key NOT verified (verify_host_keys is off)", endpoint.name)
+        sock = socket_factory(endpoint.host, endpoint.port, connect_timeout_s)
+        creds = endpoint.credentials
+        try:
+            session.connect(
+                host=endpoint.host, port=endpoint.port, sock=sock, timeout=connect_timeout_s,
+                username=creds.username, password=creds.password,
+                key_filename=str(creds.key_file) if creds.key_file is not None else None,
+                hostkey_verify=ssh.verify_host_keys, look_for_keys=ssh.look_for_keys,
+                allow_agent=ssh.allow_agent,
+            )
+        except BaseException:
+            if session.transport is not None:
+                session.close()
+            sock.close()
+            raise
+        return cls(session, handler)
+
+    @property
+    def session(self) -> WakingSSHSession:
+        return self._session
+
+    @property
+    def session_id(self) -> str | None:
+        sid = self._session.id
+        return None if sid is None else str(sid)
+
+    @property
+    def server_capabilities(self) -> list[str]:
+        caps = self._session.server_capabilities
+        return [] if caps is None else [str(uri) for uri in caps]
+
+    @property
+    def connected(self) -> bool:
+        return bool(self._session.connected)
+
+    def request(self, rpc: Element, timeout_s: float) -> str:
+        """Send ``rpc``'s operation element (wrapped in ``<rpc>``) and return the raw ``<rpc-reply>`` text."""
+        op = Dispatch(self._session, self._handler, timeout=timeout_s, raise_mode=RaiseMode.NONE)
+        reply = op.request(rpc)
+        return str(reply.xml)
+
+    def take_notification(self, timeout_s: float | None) -> str | None:
+        """The next notification's raw XML, or None when none arrives within ``timeout_s``."""
+        notif = self._session.take_notification(True, timeout_s)
+        return None if notif is None else str(notif.notification_xml)
+
+    def close(self) -> None:
+        """Close the SSH connection (without a close-session RPC)."""
+        if self._session.transport is not None:
+            self._session.close()
