@@ -129,20 +129,21 @@ def clean_copy(el: Element) -> Element:
 
 def _fix_prefixed_values(dup: Element, orig: Element) -> Element:
     """Re-create leaves whose text is ``prefix:value`` so the prefix stays declared where they go."""
-    for node in list(dup.iter()):
+    for node, source in list(zip(dup.iter(), orig.iter(), strict=True)):
         if not isinstance(node.tag, str) or len(node) or not node.text or ":" not in node.text:
             continue
         prefix = node.text.strip().partition(":")[0]
-        if not _NCNAME.match(prefix) or prefix not in node.nsmap:
+        if not _NCNAME.match(prefix) or prefix not in source.nsmap:
             continue
         parent = node.getparent()
         fresh = etree.Element(node.tag, attrib=dict(node.attrib),
-                              nsmap={**_own_nsmap(node), prefix: node.nsmap[prefix]})
+                              nsmap={**_own_nsmap(node), prefix: source.nsmap[prefix]})
         fresh.text = node.text.strip()
         fresh.tail = node.tail
         if parent is None:
-            return fresh
-        parent.replace(node, fresh)
+            dup = fresh
+        else:
+            parent.replace(node, fresh)
     return dup
 
 

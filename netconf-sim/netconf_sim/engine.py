@@ -48,7 +48,8 @@ class DeviceEngine:
         if self.state_dir is not None:
             self.state_dir.mkdir(parents=True, exist_ok=True)
         initial = _as_data(initial_config) if initial_config is not None else data_root()
-        self._running = self._load("running") or initial
+        loaded = self._load("running")
+        self._running = loaded if loaded is not None else initial
         self._startup = self._load("startup")
         if self._startup is None:
             self._startup = copy.deepcopy(self._running)
@@ -56,7 +57,7 @@ class DeviceEngine:
         self._candidate = stored_candidate if stored_candidate is not None else copy.deepcopy(self._running)
         self._dirty = stored_candidate is not None
         self._candidate_valid = not self._dirty
-        self._pending_paths: list[str] = []
+        self._pending_paths: list[str] = ["/"] if self._dirty else []
         # since the candidate was last known valid: nodes added and parents changed (None: walk it all)
         self._new_nodes: list[Element] | None = [] if not self._dirty else None
         self._parents: list[Element] = []

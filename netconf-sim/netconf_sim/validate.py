@@ -61,7 +61,7 @@ def validate_changes(schema: Schema, data: Element, new_nodes: list[Element], pa
     try:
         for el in dict.fromkeys(new_nodes):
             chain = _attached_chain(el, data)
-            if chain is None or any(a in new_set for a in chain[:-1]):
+            if chain is None or any(a in new_set for a in chain[1:]):
                 continue  # detached again, or inside another new subtree walked anyway
             snode = schema.node([a.tag for a in reversed(chain)])  # type: ignore[misc]
             if snode is None:
@@ -516,7 +516,7 @@ def _mandatory_children(snode: SNode) -> list[SNode]:
         return snode.mandatory
     out = []
     for child in snode.children.values():
-        if not child.config:
+        if not child.config or child.tag in snode.keys:  # keys are checked with their entry
             continue
         y = child.ynode
         if child.kind in ("list", "leaf-list"):
