@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 from yangson import DataModel
-from yangson.datatype import BooleanType, EnumerationType, LeafrefType, NumericType
+from yangson.datatype import BooleanType, EnumerationType, LeafrefType, NumericType, StringType
 from yangson.enumerations import ContentType, ValidationScope
 from yangson.exceptions import ValidationError, YangsonException
 from yangson.instvalue import ArrayValue
@@ -50,6 +50,7 @@ _NULL = "tag:yaml.org,2002:null"
 _BOOL = "tag:yaml.org,2002:bool"
 _TRUE = {"yes", "true", "on", "y"}
 _INVALID = object()
+_REJECTED = {"password"}  # reported on their own; no second problem about the missing credentials
 
 
 def yang_dir() -> Path:
@@ -223,7 +224,7 @@ class _Walker:
                 out[name] = value
         if key is not None:
             out[key[1]] = key[0]
-        self._choices(schema, out, path)
+        self._choices(schema, out, seen, path)
         for child in schema.data_children():
             missing = (isinstance(child, LeafNode) and child.mandatory) or (
                 isinstance(child, LeafListNode) and child.min_elements > 0
@@ -253,7 +254,7 @@ class _Walker:
         self.problem(_line(key_node), _join(path, name), message)
         return None
 
-    def _choices(self, schema: Any, out: dict[str, Any], path: str) -> None:
+    def _choices(self, schema: Any, out: dict[str, Any], seen: dict[str, int], path: str) -> None:
         for choice in _choice_nodes(schema):
             cases = {case.name: {n.name for n in case.data_children()} for case in choice.children}
             present = [case for case, names in cases.items() if names & out.keys()]
@@ -263,7 +264,7 @@ class _Walker:
                 self.problem(
                     self.lines.get(path), path or "topology", f"give only one of {options} (got {given})"
                 )
-            elif not present and choice.mandatory:
+            elif not present and choice.mandatory and not (seen.keys() & _REJECTED):
                 self.problem(self.lines.get(path), path or "topology", f"one of {options} is required")
 
     def list(self, schema: Any, node: yaml.Node, path: str) -> Any:
@@ -370,8 +371,15 @@ def _type_problem(dtype: Any, text: str, value: Any) -> str:
         if value is None:
             return f"{text!r} is not a number"
         return f"{text} is out of range {base.range or 'of ' + base.yang_type()}"
-    name = dtype.name or base.name or base.yang_type()
-    return f"{text!r} is not a valid {name}"
+    name = dtype.name or base.name
+    if name:
+        return f"{text!r} is not a valid {name}"
+    if isinstance(base, StringType) and base.length is not None and len(text) not in base.length:
+        return f"{text!r} must be {base.length} characters long"
+    patterns = " and ".join(repr(p.pattern) for p in getattr(base, "patterns", ()))
+    return (
+        f"{text!r} does not match {patterns}" if patterns else f"{text!r} is not a valid {base.yang_type()}"
+    )
 
 
 def _names(schema: Any) -> str:
@@ -389,16 +397,13 @@ def _choice_nodes(schema: Any) -> Iterator[Any]:
 
 
 def _semantics(raw: dict[str, Any], walker: _Walker) -> None:
-    """References, the module's must constraints, partner overlaps, then a full validation."""
+    """References and the module's must constraints leaf by leaf, partner overlaps, then a full validation."""
     try:
         root = _data_model().from_raw(raw)
         for instance, path in _terminals(root[_TOP], ""):
-            try:
-                instance.schema_node._validate(instance, ValidationScope.semantics, ContentType.config)
-            except ValidationError as exc:
-                walker.problem(walker.lines.get(path), path.split("#")[0], _semantic_problem(exc, instance))
-        if walker.problems:
-            return
+            message = _terminal_problem(instance)
+            if message is not None:
+                walker.problem(walker.lines.get(path), path.split("#")[0], message)
         for path, message in partner_overlaps(raw[_TOP]):
             walker.problem(walker.lines.get(path), path.split("#")[0], message)
         if not walker.problems:
@@ -408,6 +413,26 @@ def _semantics(raw: dict[str, Any], walker: _Walker) -> None:
         walker.problem(walker.lines.get(path), path, f"{exc.tag}{': ' + exc.message if exc.message else ''}")
     except YangsonException as exc:
         walker.problem(None, "", f"invalid topology: {exc}")
+
+
+def _terminal_problem(instance: Any) -> str | None:
+    """The first semantic problem of one leaf or leaf-list entry: a dangling leafref, then a must."""
+    schema = instance.schema_node
+    value = _text(instance.value, schema)
+    dtype = schema.type
+    if isinstance(dtype, LeafrefType) and dtype.require_instance:
+        try:
+            targets = instance._deref(dtype)
+        except YangsonException:
+            targets = []
+        if not targets:
+            steps = [step.split(":")[-1] for step in str(dtype.path).split("/")]
+            return f"{value!r} is not one of the {steps[-2] if len(steps) >= 2 else 'targets'}"
+    try:
+        schema._validate(instance, ValidationScope.semantics, ContentType.config)
+    except ValidationError as exc:
+        return f"{exc.message or exc.tag} (got {value!r})"
+    return None
 
 
 def _terminals(instance: Any, path: str) -> Iterator[tuple[Any, str]]:
@@ -464,13 +489,3 @@ def partner_overlaps(topology: dict[str, Any]) -> list[tuple[str, str]]:
                                 path = f"{base}[{rule['name']}]/{leaf}#{index}"
                                 found.append((path, f"{name!r} already moves {kind} by rule {first!r}"))
     return found
-
-
-def _semantic_problem(exc: ValidationError, instance: Any) -> str:
-    schema = instance.schema_node
-    value = _text(instance.value, schema)
-    if exc.tag == "instance-required" and isinstance(schema.type, LeafrefType):
-        target = re.findall(r"[\w-]+", str(schema.type.path))
-        what = target[-2] if len(target) >= 2 else "entry"
-        return f"{value!r} is not one of the {what}"
-    return f"{exc.message or exc.tag} (got {value!r})"
