@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import threading
-from collections.abc import Callable
 from typing import Any
 
 from lxml import etree
@@ -24,20 +22,18 @@ from yangson.datatype import (
     LeafrefType,
     UnionType,
 )
-from yangson.xpathast import FilterExpr, FuncCurrent, FuncDerivedFrom, LocationPath, PathExpr, Root, Step
 
 from .editconfig import xpath_of
 from .rpcerror import SimRpcError
 from .schema import Schema, SNode
 from .xml import Element
-from .xpathfilter import reroot
+from .yangxpath import CompiledXPath, identity_of, truth
 
 __all__ = ["validate_changes", "validate_datastore"]
 
 log = logging.getLogger(__name__)
 
 _MAX_ERRORS = 50
-_CURRENT = re.compile(r"current\(\)")
 
 
 def validate_datastore(schema: Schema, data: Element, *, syntax_only: bool = False,
@@ -136,112 +132,6 @@ class _TooMany(Exception):
     pass
 
 
-class _Compiled:
-    """One YANG XPath expression compiled for lxml, with ``current()`` as the variable ``$current``."""
-
-    def __init__(self, schema: Schema, expr: Any) -> None:
-        text = _CURRENT.sub("$current", reroot(_xpath_text(expr)))
-        self.absolute = "$current" not in text and text.lstrip().startswith("/")
-        self.context_free = _context_free(expr, top=True)
-        nsmap = {name: m.namespace for name, m in schema.modules.items() if m.namespace}
-        self.text = text
-        ctx_mod = _derived_from_module(expr)
-        fns = {(None, "derived-from"): self._derived(schema, ctx_mod, False),
-               (None, "derived-from-or-self"): self._derived(schema, ctx_mod, True),
-               (None, "re-match"): _re_match}
-        self.xpath = etree.XPath(text, namespaces=nsmap, extensions=fns, smart_strings=False)
-
-    @staticmethod
-    def _derived(schema: Schema, ctx: Any, or_self: bool) -> Callable[..., bool]:
-        def fn(_context: Any, nodes: Any, identity: str) -> bool:
-            if ctx is None:
-                return False
-            base = ctx.schema_data.translate_pname(identity, ctx.text_mid)
-            for node in nodes if isinstance(nodes, list) else []:
-                qn = _identity_of(schema, node)
-                if qn is None:
-                    continue
-                if (or_self and qn == base) or schema.datamodel.schema_data.is_derived_from(qn, base):
-                    return True
-            return False
-        return fn
-
-    def eval(self, node: Element) -> Any:
-        return self.xpath(node, current=node)
-
-
-_SUBEXPRS = ("left", "right", "expr", "primary", "string", "start", "length", "s1", "s2", "s3")
-
-
-def _starts_absolute(e: Any) -> bool:
-    if isinstance(e, Root):
-        return True
-    if isinstance(e, LocationPath | PathExpr):
-        return _starts_absolute(e.left)
-    if isinstance(e, FilterExpr):
-        return _starts_absolute(e.primary)
-    return False
-
-
-def _context_free(e: Any, top: bool) -> bool:
-    """True when ``e`` gives the same result whatever its context node (no current(), no relative path)."""
-    if isinstance(e, FuncCurrent):
-        return False
-    if isinstance(e, Step):
-        return not top and all(_context_free(p, False) for p in e.predicates)
-    if isinstance(e, Root):
-        return True
-    if isinstance(e, LocationPath | PathExpr):
-        return _context_free(e.left, top) and _context_free(e.right, False)
-    if isinstance(e, FilterExpr):
-        return _context_free(e.primary, top) and all(_context_free(p, False) for p in e.predicates)
-    subs = [getattr(e, attr, None) for attr in _SUBEXPRS] + list(getattr(e, "parts", None) or [])
-    return all(_context_free(sub, top) for sub in subs
-               if sub is not None and not isinstance(sub, str | int | float | bool | tuple))
-
-
-def _xpath_text(expr: Any) -> str:
-    return str(expr)
-
-
-def _derived_from_module(expr: Any) -> Any:
-    stack = [expr]
-    while stack:
-        e = stack.pop()
-        if isinstance(e, FuncDerivedFrom):
-            return e.sctx
-        for attr in _SUBEXPRS:
-            sub = getattr(e, attr, None)
-            if sub is not None and not isinstance(sub, str | int | float | bool):
-                stack.append(sub)
-        for attr in ("predicates", "parts"):
-            stack.extend(getattr(e, attr, None) or [])
-    return None
-
-
-def _re_match(_context: Any, value: Any, pattern: str) -> bool:
-    text = value if isinstance(value, str) else "".join(
-        (v.text or "") if isinstance(v, etree._Element) else str(v) for v in (value or [])[:1])
-    try:
-        return re.fullmatch(pattern, text) is not None
-    except re.error:
-        return False
-
-
-def _identity_of(schema: Schema, el: Any) -> tuple[str, str] | None:
-    if not isinstance(el, etree._Element):
-        return None
-    text = (el.text or "").strip()
-    prefix, sep, name = text.partition(":")
-    if not sep:
-        ns = etree.QName(el).namespace
-        module = schema.module_for_namespace(ns) if ns else None
-        return (text, module) if module else None
-    ns = el.nsmap.get(prefix)
-    module = schema.module_for_namespace(ns) if ns else None
-    return (name, module) if module else None
-
-
 class _Run:
     _cache_lock = threading.Lock()
 
@@ -254,7 +144,7 @@ class _Run:
         self.value_ok: dict[tuple[int, str], bool] = {}
         self.abs_values: dict[int, set[str]] = {}
         self.memo: dict[int, bool] = {}
-        self.compiled: dict[int, _Compiled] = schema.xpath_cache
+        self.compiled: dict[int, CompiledXPath] = schema.xpath_cache
 
     def add(self, err: SimRpcError) -> None:
         self.errors.append(err)
@@ -279,12 +169,12 @@ class _Run:
             snode = child
         return path or "/", nsmap
 
-    def compile(self, expr: Any) -> _Compiled | None:
+    def compile(self, expr: Any) -> CompiledXPath | None:
         key = id(expr)
         comp = self.compiled.get(key)
         if comp is None:
             try:
-                comp = _Compiled(self.schema, expr)
+                comp = CompiledXPath(self.schema, expr)
             except (etree.XPathSyntaxError, ValueError, KeyError) as exc:
                 log.warning("cannot evaluate YANG XPath %s with lxml: %s", expr, exc)
                 return None
@@ -411,7 +301,7 @@ class _Run:
         if isinstance(ytype, LeafrefType):
             return self._type_ok(ytype.ref_type, el, text)
         if isinstance(ytype, IdentityrefType):
-            qn = _identity_of(self.schema, el)
+            qn = identity_of(self.schema, el)
             return qn is not None and qn in ytype
         if isinstance(ytype, InstanceIdentifierType):
             return bool(text.startswith("/"))
@@ -441,14 +331,14 @@ class _Run:
             self.add(SimRpcError.data_missing(path=p, path_nsmap=nsmap, app_tag="instance-required",
                                               message=f"{snode.name} {text!r} refers to a missing instance"))
 
-    def holds(self, comp: _Compiled, el: Element) -> bool:
+    def holds(self, comp: CompiledXPath, el: Element) -> bool:
         """Truth of ``comp`` at ``el``; context-free expressions are evaluated once per run."""
         if not comp.context_free:
-            return _truth(comp.eval(el))
+            return truth(comp.eval(el))
         key = id(comp)
         got = self.memo.get(key)
         if got is None:
-            got = self.memo[key] = _truth(comp.eval(el))
+            got = self.memo[key] = truth(comp.eval(el))
         return got
 
     def check_xpath(self, el: Element, snode: SNode) -> None:
@@ -497,12 +387,6 @@ class _Run:
             return comp is None or self.holds(comp, dummy)
         finally:
             parent.remove(dummy)
-
-
-def _truth(value: Any) -> bool:
-    if isinstance(value, list):
-        return bool(value)
-    return bool(value)
 
 
 def _has_identity(ytype: Any) -> bool:
