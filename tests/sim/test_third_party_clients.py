@@ -313,7 +313,7 @@ def test_yangcli_connects_and_reads(two_site_fabric: Any, tmp_path: Path) -> Non
     ep = two_site_fabric.endpoints["a-leaf1"]
     run = subprocess.run(
         ["yangcli", f"--server={ep.host}", f"--ncport={ep.port}", f"--user={ep.username}",
-         f"--password={ep.password}", "--batch-mode", "--run-command=xget /interfaces", "--timeout=30",
+         f"--password={ep.password}", "--batch-mode", "--run-command=sget /interfaces", "--timeout=30",
          f"--yuma-home={tmp_path}", "--log-level=info"],
         capture_output=True, text=True, timeout=120, cwd=tmp_path, stdin=subprocess.DEVNULL)
     out = run.stdout + run.stderr
