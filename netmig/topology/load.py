@@ -125,7 +125,7 @@ def parse_topology(text: str, *, file: str = "<topology>", base_dir: Path | None
     walker = _Walker(file)
     schema = _data_model().get_schema_node(f"/{_TOP}")
     body = walker.container(schema, root, "")
-    if not walker.problems:
+    if body is not _INVALID:
         _semantics({_TOP: body}, walker)
     if walker.problems:
         raise TopologyError(walker.problems[:_MAX_PROBLEMS])
@@ -397,11 +397,19 @@ def _choice_nodes(schema: Any) -> Iterator[Any]:
 
 
 def _semantics(raw: dict[str, Any], walker: _Walker) -> None:
-    """References and the module's must constraints leaf by leaf, partner overlaps, then a full validation."""
+    """References, then the module's must constraints, leaf by leaf; partner overlaps; a full validation.
+
+    After structural problems, only references into lists that had none are checked, and no must
+    constraints: they would mostly repeat a problem already reported.
+    """
+    structural = bool(walker.problems)
+    broken = {problem.path.split("[")[0].split("/")[0] for problem in walker.problems}
     try:
         root = _data_model().from_raw(raw)
         for instance, path in _terminals(root[_TOP], ""):
-            message = _terminal_problem(instance)
+            message = _reference_problem(instance, broken)
+            if message is None and not structural:
+                message = _must_problem(instance)
             if message is not None:
                 walker.problem(walker.lines.get(path), path.split("#")[0], message)
         for path, message in partner_overlaps(raw[_TOP]):
@@ -412,26 +420,33 @@ def _semantics(raw: dict[str, Any], walker: _Walker) -> None:
         path = _route(exc.instance)
         walker.problem(walker.lines.get(path), path, f"{exc.tag}{': ' + exc.message if exc.message else ''}")
     except YangsonException as exc:
-        walker.problem(None, "", f"invalid topology: {exc}")
+        if not walker.problems:  # otherwise a consequence of a problem already reported
+            walker.problem(None, "", f"invalid topology: {exc}")
 
 
-def _terminal_problem(instance: Any) -> str | None:
-    """The first semantic problem of one leaf or leaf-list entry: a dangling leafref, then a must."""
+def _reference_problem(instance: Any, broken: set[str]) -> str | None:
+    """A leafref whose target does not exist (unless the target list itself had problems)."""
+    dtype = instance.schema_node.type
+    if not isinstance(dtype, LeafrefType) or not dtype.require_instance:
+        return None
+    steps = [step.split(":")[-1] for step in str(dtype.path).split("/")]
+    target = steps[-2] if len(steps) >= 2 else "targets"
+    if target in broken:
+        return None
+    try:
+        found = instance._deref(dtype)
+    except YangsonException:
+        found = []
+    return None if found else f"{_text(instance.value, instance.schema_node)!r} is not one of the {target}"
+
+
+def _must_problem(instance: Any) -> str | None:
+    """The first of the leaf's must constraints (and type rules) it violates, with its error-message."""
     schema = instance.schema_node
-    value = _text(instance.value, schema)
-    dtype = schema.type
-    if isinstance(dtype, LeafrefType) and dtype.require_instance:
-        try:
-            targets = instance._deref(dtype)
-        except YangsonException:
-            targets = []
-        if not targets:
-            steps = [step.split(":")[-1] for step in str(dtype.path).split("/")]
-            return f"{value!r} is not one of the {steps[-2] if len(steps) >= 2 else 'targets'}"
     try:
         schema._validate(instance, ValidationScope.semantics, ContentType.config)
     except ValidationError as exc:
-        return f"{exc.message or exc.tag} (got {value!r})"
+        return f"{exc.message or exc.tag} (got {_text(instance.value, schema)!r})"
     return None
 
 
