@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from lxml import etree
-
 from netconf_sim.fabric import Fabric, running_fabric
+
 from netmig.errors import AuthError, CapabilityError, ConnectError, HostKeyError, RpcError
 from netmig.netconf import Capabilities, DeviceSession, subtree_filter
 from netmig.netconf.session import build_commit, build_edit_config
@@ -41,7 +41,8 @@ def session(fab: Fabric, name: str = "b-leaf1") -> DeviceSession:
     return DeviceSession(endpoint(fab, name), ssh=ssh, timeouts=FAST)
 
 
-def port_config(name: str, vlan: str | None = None, *, create: bool = False, extra: str | None = None) -> Element:
+def port_config(name: str, vlan: str | None = None, *, create: bool = False,
+                extra: str | None = None) -> Element:
     config = element(NC_NS, "config")
     port = sub(sub(config, ACME, "acme-fabric"), ACME, "port",
                attrib={f"{{{NC_NS}}}operation": "create"} if create else None)
