@@ -304,18 +304,19 @@ def test_yanglint_accepts_good_files(path: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "name",
+    ("name", "reason"),
     [
-        "bad-reference.yaml",
-        "bad-bridge-role.yaml",
-        "bad-range.yaml",
-        "bad-enum.yaml",
-        "bad-missing-mandatory.yaml",
-        "bad-credentials.yaml",
-        "bad-partners.yaml",
-        "bad-inline-password.yaml",
+        ("bad-reference.yaml", "Invalid leafref value"),
+        ("bad-bridge-role.yaml", "a host's bridge must be a leaf device"),
+        ("bad-range.yaml", "out of type uint16 min/max bounds"),
+        ("bad-enum.yaml", 'Invalid enumeration value "router"'),
+        ("bad-missing-mandatory.yaml", 'Mandatory node "role"'),
+        ("bad-credentials.yaml", 'Data for both cases "password-env" and "key-file"'),
+        ("bad-ssh-agent.yaml", "ssh-agent must be true when given"),
+        ("bad-partners.yaml", "a partner destination device must be at the destination site"),
+        ("bad-inline-password.yaml", 'Node "password" not found'),
     ],
 )
-def test_yanglint_rejects_bad_files(name: str, tmp_path: Path) -> None:
+def test_yanglint_rejects_bad_files(name: str, reason: str, tmp_path: Path) -> None:
     rc, out = _yanglint(DATA / name, tmp_path)
-    assert rc != 0, out
+    assert rc != 0 and reason in out, out
