@@ -1,0 +1,361 @@
+"""The network-wide transaction: all destination devices take the change, or none keeps it.
+
+Steps (DESIGN.md): open every session in parallel and check capabilities; lock the candidate, discard
+stale changes, edit, validate (as the device's quirk profile says); ``commit confirmed`` with a
+confirm-timeout and a fresh persist token per device; read running back and verify it; confirming
+commit everywhere; unlock. A failure before the confirming commits cancels the confirmed commit on every
+device that took one (from a new session, with the persist token, when the old one is gone) and discards
+the candidate on the others, then raises :class:`MigrationRolledBackError`; a cancel that fails raises
+:class:`RollbackIncompleteError` naming the devices. ``on_step(device, step)`` is called before each step
+is taken, from worker threads, so a journal can record it and a progress display can show it.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from netmig.errors import (
+    DeviceError,
+    MigrationRolledBackError,
+    NetmigError,
+    RollbackIncompleteError,
+    RpcError,
+    TransactionError,
+)
+from netmig.feedback import DeviceOutcome, DevicePhase
+from netmig.netconf.session import DeviceSession
+from netmig.settings import CommitPolicy, DeviceEndpoint, SshPolicy, Timeouts
+from netmig.xmlkit import Element, to_bytes
+
+__all__ = ["DeviceChange", "NetworkTransaction", "PlannedChange", "SessionFactory", "Step", "StepHook"]
+
+log = logging.getLogger(__name__)
+
+
+class Step(StrEnum):
+    """A step the transaction is about to take on one device."""
+
+    CONNECT = "connect"
+    CHECK = "check-capabilities"
+    LOCK = "lock"
+    DISCARD = "discard-changes"
+    EDIT = "edit-config"
+    VALIDATE = "validate"
+    COMMIT_CONFIRMED = "commit-confirmed"
+    VERIFY = "verify"
+    CONFIRM = "confirm-commit"
+    UNLOCK = "unlock"
+    CANCEL_COMMIT = "cancel-commit"
+    ROLLBACK_DISCARD = "rollback-discard"
+
+
+StepHook = Callable[[str, Step], None]
+SessionFactory = Callable[[DeviceEndpoint], DeviceSession]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceChange:
+    """What one device must take: the ``<config>`` to send and how to check running afterwards.
+
+    ``verify`` gets the device's running config (``<data>``, read with ``verify_filter``) and returns a
+    list of mismatches, empty when the device holds what was meant.
+    """
+
+    endpoint: DeviceEndpoint
+    edit: Element
+    verify: Callable[[Element], list[str]]
+    verify_filter: Element | None = None
+    modules: tuple[str, ...] = ()
+    features: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedChange:
+    """One device's part of a dry run: nothing is sent."""
+
+    device: str
+    address: str
+    validate: str
+    edit_xml: str
+
+
+@dataclass(slots=True)
+class _Device:
+    change: DeviceChange
+    persist_id: str
+    session: DeviceSession | None = None
+    phase: DevicePhase = DevicePhase.PENDING
+    locked: bool = False
+    commit_sent: bool = False
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.change.endpoint.name
+
+
+class _Aborted(Exception):
+    """Another device failed: stop before the next step."""
+
+
+class _PhaseFailed(Exception):
+    """At least one device failed in a phase."""
+
+
+class NetworkTransaction:
+    """Apply a list of :class:`DeviceChange` as one confirmed-commit transaction across devices."""
+
+    def __init__(self, changes: Sequence[DeviceChange], *, ssh: SshPolicy | None = None,
+                 timeouts: Timeouts | None = None, commit: CommitPolicy | None = None,
+                 on_step: StepHook | None = None, max_workers: int | None = None,
+                 session_factory: SessionFactory | None = None) -> None:
+        names = [c.endpoint.name for c in changes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"a device appears twice in the change set: {sorted(names)}")
+        self.changes = tuple(changes)
+        self.commit_policy = commit if commit is not None else CommitPolicy()
+        self._ssh = ssh if ssh is not None else SshPolicy()
+        self._timeouts = timeouts if timeouts is not None else Timeouts()
+        self._on_step = on_step
+        self._workers = max(1, min(max_workers or 32, len(self.changes) or 1))
+        self._factory = session_factory or self._default_session
+        self._abort = threading.Event()
+        # Fresh per device per transaction; public so a journal can record them before anything is sent.
+        self.persist_ids = {name: secrets.token_hex(16) for name in names}
+        self.timings_ms: dict[str, float] = {}
+
+    def _default_session(self, endpoint: DeviceEndpoint) -> DeviceSession:
+        return DeviceSession(endpoint, ssh=self._ssh, timeouts=self._timeouts)
+
+    # ------------------------------------------------------------------ public
+    def dry_run(self) -> tuple[PlannedChange, ...]:
+        """The change set, as it would be sent; touches no device."""
+        return tuple(PlannedChange(c.endpoint.name, c.endpoint.address, c.endpoint.quirks.validate,
+                                   to_bytes(c.edit, pretty=True).decode()) for c in self.changes)
+
+    def run(self) -> tuple[DeviceOutcome, ...]:
+        """Apply everywhere or nowhere; returns per-device outcomes on success.
+
+        Raises:
+            MigrationRolledBackError: a device failed; every device is back where it was.
+            RollbackIncompleteError: a device failed and some could not be rolled back.
+        """
+        devices = [_Device(c, self.persist_ids[c.endpoint.name]) for c in self.changes]
+        self._abort.clear()
+        try:
+            try:
+                self._phase("prepare", devices, self._prepare)
+                self._phase("commit", devices, self._commit_confirmed)
+                if self.commit_policy.verify:
+                    self._phase("verify", devices, self._verify)
+            except _PhaseFailed:
+                self._phase("rollback", devices, self._rollback, stop_on_failure=False)
+                raise self._rolled_back(devices) from None
+            except BaseException:
+                self._abort.set()
+                self._phase("rollback", devices, self._rollback, stop_on_failure=False)
+                raise
+            self._phase("confirm", devices, self._confirm, stop_on_failure=False)
+            failed = [d for d in devices if d.phase is not DevicePhase.CONFIRMED]
+            if failed:
+                self._abort.set()
+                self._phase("rollback", failed, self._rollback, stop_on_failure=False)
+                kept = [d.name for d in devices if d.phase is DevicePhase.CONFIRMED]
+                kept += [d.name for d in failed if d.phase is DevicePhase.ROLLBACK_FAILED]
+                raise RollbackIncompleteError(
+                    f"confirming commit failed on {', '.join(d.name for d in failed)}; devices already "
+                    "confirmed keep the change", kept, self._outcomes(devices))
+            self._phase("unlock", devices, self._finish, stop_on_failure=False)
+            return self._outcomes(devices)
+        finally:
+            self._close_all(devices)
+
+    # ------------------------------------------------------------------ phases
+    def _phase(self, label: str, devices: Iterable[_Device], fn: Callable[[_Device], None], *,
+               stop_on_failure: bool = True) -> None:
+        started = time.perf_counter()
+        todo = list(devices)
+        with ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix=f"netmig-{label}") as pool:
+            results = list(pool.map(lambda d: self._guarded(d, fn), todo))
+        self.timings_ms[label] = (time.perf_counter() - started) * 1000
+        if stop_on_failure and not all(results):
+            raise _PhaseFailed(label)
+
+    def _guarded(self, dev: _Device, fn: Callable[[_Device], None]) -> bool:
+        try:
+            fn(dev)
+            return True
+        except _Aborted:
+            return False
+        except NetmigError as exc:
+            dev.error = dev.error or str(exc)
+            log.warning("%s", exc)
+            self._abort.set()
+            return False
+
+    def _step(self, dev: _Device, step: Step, action: Callable[[], None], reached: DevicePhase | None,
+              *, abortable: bool = True) -> None:
+        if abortable and self._abort.is_set():
+            raise _Aborted
+        if self._on_step is not None:
+            self._on_step(dev.name, step)
+        started = time.perf_counter()
+        try:
+            action()
+        finally:
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            dev.timings_ms[step.value] = dev.timings_ms.get(step.value, 0.0) + elapsed_ms
+        if reached is not None:
+            dev.phase = reached
+
+    def _session(self, dev: _Device) -> DeviceSession:
+        if dev.session is None:
+            raise RuntimeError(f"{dev.name}: no session")  # a bug: steps run in order
+        return dev.session
+
+    def _prepare(self, dev: _Device) -> None:
+        change = dev.change
+
+        def connect() -> None:
+            session = self._factory(change.endpoint)
+            session.open()
+            dev.session = session
+
+        self._step(dev, Step.CONNECT, connect, DevicePhase.CONNECTED)
+        s = self._session(dev)
+        needed = [":candidate", ":confirmed-commit:1.1"]
+        if change.endpoint.quirks.validate != "skip":
+            needed.append(":validate")
+        self._step(dev, Step.CHECK, lambda: s.capabilities.require(
+            *needed, modules=change.modules, features=change.features), DevicePhase.CHECKED)
+
+        def lock() -> None:
+            s.lock("candidate")
+            dev.locked = True
+
+        self._step(dev, Step.LOCK, lock, DevicePhase.LOCKED)
+        self._step(dev, Step.DISCARD, s.discard_changes, None)
+        self._step(dev, Step.EDIT, lambda: s.edit_config("candidate", change.edit), DevicePhase.EDITED)
+        mode = change.endpoint.quirks.validate
+        if mode == "candidate":
+            self._step(dev, Step.VALIDATE, lambda: s.validate("candidate"), DevicePhase.VALIDATED)
+        elif mode == "inline":
+            self._step(dev, Step.VALIDATE, lambda: s.validate(change.edit), DevicePhase.VALIDATED)
+
+    def _commit_confirmed(self, dev: _Device) -> None:
+        s = self._session(dev)
+        policy = self.commit_policy
+
+        def commit() -> None:
+            dev.commit_sent = True
+            try:
+                s.commit(confirmed=True, timeout_s=policy.confirm_timeout_s,
+                         persist=dev.persist_id if policy.persist else None)
+            except RpcError:
+                dev.commit_sent = False  # refused: nothing was committed
+                raise
+
+        self._step(dev, Step.COMMIT_CONFIRMED, commit, DevicePhase.COMMITTED)
+
+    def _verify(self, dev: _Device) -> None:
+        s = self._session(dev)
+
+        def verify() -> None:
+            running = s.get_config("running", dev.change.verify_filter)
+            mismatches = dev.change.verify(running)
+            if mismatches:
+                more = f" (and {len(mismatches) - 1} more)" if len(mismatches) > 1 else ""
+                raise DeviceError(s.device, f"verify: running lacks the change: {mismatches[0]}{more}")
+
+        self._step(dev, Step.VERIFY, verify, DevicePhase.VERIFIED)
+
+    def _confirm(self, dev: _Device) -> None:
+        s = self._session(dev)
+        persist_id = dev.persist_id if self.commit_policy.persist else None
+        self._step(dev, Step.CONFIRM, lambda: s.commit(persist_id=persist_id), DevicePhase.CONFIRMED,
+                   abortable=False)
+
+    def _finish(self, dev: _Device) -> None:
+        s = self._session(dev)
+        try:
+            self._step(dev, Step.UNLOCK, lambda: s.unlock("candidate"), DevicePhase.DONE, abortable=False)
+            dev.locked = False
+        except NetmigError as exc:  # the change is confirmed; closing the session releases the lock
+            dev.notes.append(f"unlock failed: {exc}")
+            dev.phase = DevicePhase.DONE
+
+    # ------------------------------------------------------------------ rollback
+    def _rollback(self, dev: _Device) -> None:
+        if dev.phase is DevicePhase.CONFIRMED:
+            return  # cannot be undone by cancel-commit
+        if dev.commit_sent:
+            self._cancel(dev)
+        if dev.locked and dev.session is not None and dev.session.is_open:
+            s = dev.session
+            try:
+                self._step(dev, Step.ROLLBACK_DISCARD, s.discard_changes, None, abortable=False)
+                if dev.phase is not DevicePhase.ROLLED_BACK and dev.phase is not DevicePhase.ROLLBACK_FAILED:
+                    dev.phase = DevicePhase.DISCARDED
+                s.unlock("candidate")
+                dev.locked = False
+            except NetmigError as exc:
+                dev.notes.append(f"discard/unlock failed: {exc}")
+
+    def _cancel(self, dev: _Device) -> None:
+        persist_id = dev.persist_id if self.commit_policy.persist else None
+        session = dev.session if dev.session is not None and dev.session.is_open else None
+
+        def cancel() -> None:
+            nonlocal session
+            if session is None:
+                if persist_id is None:
+                    # RFC 6241 8.4.1: without persist, losing the session reverts the commit.
+                    dev.notes.append("session lost; the device reverts a non-persistent confirmed commit")
+                    return
+                session = self._factory(dev.change.endpoint)
+                session.open()
+                try:
+                    session.cancel_commit(persist_id)
+                finally:
+                    session.close()
+                return
+            session.cancel_commit(persist_id)
+
+        try:
+            self._step(dev, Step.CANCEL_COMMIT, cancel, DevicePhase.ROLLED_BACK, abortable=False)
+        except NetmigError as exc:
+            dev.phase = DevicePhase.ROLLBACK_FAILED
+            dev.notes.append(f"cancel-commit failed: {exc} (the device reverts by itself after "
+                             f"{self.commit_policy.confirm_timeout_s} s if the commit went through)")
+
+    def _rolled_back(self, devices: list[_Device]) -> TransactionError:
+        outcomes = self._outcomes(devices)
+        failed = [d for d in devices if d.error]
+        first = failed[0].error if failed else "unknown failure"
+        stuck = [d.name for d in devices if d.phase is DevicePhase.ROLLBACK_FAILED]
+        if stuck:
+            return RollbackIncompleteError(f"migration failed ({first}) and rollback failed", stuck, outcomes)
+        return MigrationRolledBackError(f"migration rolled back on {len(devices)} device(s): {first}",
+                                        outcomes)
+
+    def _close_all(self, devices: list[_Device]) -> None:
+        for dev in devices:
+            if dev.session is not None:
+                dev.session.close()
+
+    def _outcomes(self, devices: list[_Device]) -> tuple[DeviceOutcome, ...]:
+        result = []
+        for d in devices:
+            ok = d.error is None and d.phase in (DevicePhase.CONFIRMED, DevicePhase.DONE)
+            error = "; ".join(([d.error] if d.error is not None else []) + d.notes) or None
+            result.append(DeviceOutcome(d.name, d.phase, ok, error, dict(d.timings_ms)))
+        return tuple(result)
