@@ -53,10 +53,12 @@ def pull_device(source: SourceDevice, ctx: VmContext) -> VmBundle:
 
 def context_from(bundle: VmBundle, base: VmContext) -> VmContext:
     """Widen the context with what a device revealed about the VM (MACs, IPs, tenant, VLAN)."""
-    ident = bundle.identity
+    ident, dyn = bundle.identity, bundle.dynamic
     vlan = bundle.static.port_profile.vlan if bundle.static.port_profile else ident.segment
-    return replace(base, macs=tuple(set(base.macs) | set(ident.mac)),
-                   ips=tuple(set(base.ips) | set(ident.ip)),
+    macs = set(base.macs) | set(ident.mac) | {m.mac for m in dyn.mac_entry}
+    ips = set(base.ips) | set(ident.ip) | {d.ip for d in dyn.dhcp_binding if d.ip is not None}
+    ips |= {a.ip for a in dyn.arp_entry if a.mac in macs} | {n.ip for n in dyn.nd_entry if n.mac in macs}
+    return replace(base, macs=tuple(macs), ips=tuple(ips),
                    tenant=base.tenant or ident.tenant, vlan=base.vlan or vlan)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from netmig.errors import TranslationError
-from netmig.model import PolicyKind, VmBundle, merge
+from netmig.model import PolicyKind, VmBundle, VmIdentity, merge
 
 __all__ = ["TranslationRules", "rewrite", "route", "translate"]
 
@@ -115,7 +115,9 @@ def route(per_source: Mapping[str, VmBundle], partners: PartnerMap) -> dict[str,
                 raise TranslationError(
                     f"{source}: holds {kind.value} for {bundle.vm_id} but the partner map sends it nowhere")
             for destination in destinations:
-                parts.setdefault(destination, []).append(bundle.only([kind]))
+                # identities are set once below; parts differ only in the kinds they carry
+                part = replace(bundle.only([kind]), identity=VmIdentity())
+                parts.setdefault(destination, []).append(part)
     identity_source = _identity_bundle(per_source)
     routed: dict[str, VmBundle] = {}
     for destination, bundles in parts.items():

@@ -1,0 +1,231 @@
+"""Centralized mode (seed draft section 4): netmig pulls, translates, checks and pushes everything.
+
+The arrows of DESIGN.md's data flow, in order: resolve (already done: a MigrationPlan), pull from the
+source devices, translate through the partner map, check every destination, encode, apply in one
+network-wide confirmed-commit transaction, and report. The source keeps everything until the
+destination is confirmed; ``cleanup_source`` then removes the VM's entries there in a second
+confirmed transaction (make before break).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from netmig.check import CheckResult, check_destination
+from netmig.codecs.base import DeviceCodec, Element, VmContext
+from netmig.devices import DeviceHandle, handles_for, open_sessions, ssh_policy_for
+from netmig.feedback import DeviceOutcome, MigrationResult, Outcome
+from netmig.model import PolicyKind, VmBundle
+from netmig.netconf.session import DeviceSession
+from netmig.options import MigrationOptions
+from netmig.pull import SourceDevice, pull_sources
+from netmig.topology.model import Topology
+from netmig.topology.resolve import MigrationPlan
+from netmig.transaction import DeviceChange, NetworkTransaction, PlannedChange, StepHook
+from netmig.translate import TranslationRules, translate
+
+__all__ = ["DryRun", "PreparedMigration", "prepare", "run_centralized", "verifier"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedMigration:
+    """Everything decided before the first change: per-destination bundles, checks and edits."""
+
+    plan: MigrationPlan
+    pulled: Mapping[str, VmBundle]
+    checks: Mapping[str, CheckResult]
+    changes: tuple[DeviceChange, ...]
+    contexts: Mapping[str, VmContext]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def moved(self) -> dict[str, int]:
+        """Entries per policy kind that will land on the destinations (pulled minus dropped/skipped)."""
+        moved: dict[str, int] = {}
+        for result in self.checks.values():
+            for kind, count in result.bundle.counts().items():
+                if count:
+                    moved[kind.value] = max(moved.get(kind.value, 0), count)
+        return moved
+
+    @property
+    def dropped(self) -> tuple[str, ...]:
+        return tuple(sorted({f"{d}:{k.value}" for d, r in self.checks.items() for k in r.dropped}))
+
+    @property
+    def conflicts(self) -> tuple[str, ...]:
+        return tuple(str(c) for r in self.checks.values() for c in r.conflicts)
+
+
+@dataclass(frozen=True, slots=True)
+class DryRun:
+    """What a migration would send to each destination; nothing was changed."""
+
+    prepared: PreparedMigration
+    planned: tuple[PlannedChange, ...]
+
+
+def _rules_for(plan: MigrationPlan) -> Callable[[str], TranslationRules]:
+    pools: dict[str, str] = {}
+    if plan.source_pool is not None and plan.destination_pool is not None:
+        pools[str(plan.source_pool)] = str(plan.destination_pool)
+    mapping = plan.mapping
+
+    def rules(device: str) -> TranslationRules:
+        port = plan.destination.port if device == plan.destination.bridge.name else None
+        return TranslationRules(vlans=mapping.vlans, vnis=mapping.vnis, zones=mapping.zones, nat_pools=pools,
+                                destination_port=port, destination_host=plan.destination.host.name)
+    return rules
+
+
+def verifier(codec: DeviceCodec, intended: VmBundle, ctx: VmContext) -> Callable[[Element], list[str]]:
+    """A check of a device's running config against what we meant it to hold for the VM."""
+    def verify(running: Element) -> list[str]:
+        actual = codec.decode(running, None, ctx)
+        problems: list[str] = []
+        for kind in sorted(intended.kinds(), key=lambda k: k.value):
+            want = intended.entries(kind)
+            have = actual.entries(kind)
+            if kind.is_dynamic:
+                missing = {getattr(e, "key", e) for e in want} - {getattr(e, "key", e) for e in have}
+                if missing:
+                    problems.append(f"{kind.value}: {len(missing)} seeded entries missing from running")
+            elif set(want) != set(have):
+                problems.append(f"{kind.value}: running holds {len(have)} entries, meant {len(want)} as sent")
+        return problems
+    return verify
+
+
+def _pull(plan: MigrationPlan, handles: Mapping[str, DeviceHandle], sessions: Mapping[str, DeviceSession],
+          *, now: datetime, ttl_s: int, on_step: StepHook | None) -> tuple[VmContext, Mapping[str, VmBundle]]:
+    hint = plan.vm
+    ctx = VmContext(plan.vm_id, plan.source.port, macs=hint.macs if hint else (),
+                    ips=hint.ips if hint else (), tenant=hint.tenant if hint else None, now=now,
+                    default_ttl_s=ttl_s)
+    bridge_name = plan.source.bridge.name
+
+    def source(name: str, port: str | None) -> SourceDevice:
+        return SourceDevice(name, handles[name].codec, sessions[name], port)
+    others = [source(d.name, None) for d in plan.source_devices if d.name != bridge_name]
+    return pull_sources(source(bridge_name, plan.source.port), others, ctx,
+                        on_step=_str_step(on_step))
+
+
+def _str_step(on_step: StepHook | None) -> Callable[[str, str], None] | None:
+    """Pull reports its steps as plain strings; the transaction's hook takes them too."""
+    if on_step is None:
+        return None
+    hook = on_step
+
+    def step(device: str, name: str) -> None:
+        hook(device, name)  # type: ignore[arg-type]
+    return step
+
+
+def _check_one(name: str, handle: DeviceHandle, session: DeviceSession, bundle: VmBundle, ctx: VmContext,
+               options: MigrationOptions) -> CheckResult:
+    caps = session.load_yang_library()
+    codec = handle.codec
+    existing_cfg = session.get_config("running", codec.config_filter(ctx))
+    existing_state = session.get(codec.state_filter(ctx))
+    existing = codec.decode(existing_cfg, existing_state, ctx)
+    inventory = codec.inventory(session.get_config("running"))
+    features = {(m.name, f) for m in caps.modules.values() for f in m.features}
+    return check_destination(name, codec, bundle, modules=set(caps.modules), features=features,
+                             inventory=inventory, existing=existing, allow_drop=options.allow_drop,
+                             on_conflict=options.on_conflict)
+
+
+def prepare(plan: MigrationPlan, topology: Topology, options: MigrationOptions, *,
+            environ: Mapping[str, str] | None = None, on_step: StepHook | None = None) -> PreparedMigration:
+    """Pull, translate, check and encode: everything short of changing a device."""
+    timings: dict[str, float] = {}
+    now = datetime.now(UTC)
+    ssh = ssh_policy_for(topology, options.ssh)
+    handles = handles_for((*plan.source_devices, *plan.destination_devices), environ)
+    started = time.perf_counter()
+    with open_sessions([handles[d.name] for d in plan.source_devices], ssh=ssh,
+                       timeouts=options.timeouts) as sessions:
+        ctx, pulled = _pull(plan, handles, sessions, now=now, ttl_s=options.seed_ttl_s, on_step=on_step)
+    timings["pull"] = (time.perf_counter() - started) * 1000
+
+    started = time.perf_counter()
+    partners = {(device, PolicyKind(kind.value)): dests for (device, kind), dests in plan.partners.items()}
+    routed = translate(pulled, partners, _rules_for(plan))
+    timings["translate"] = (time.perf_counter() - started) * 1000
+
+    started = time.perf_counter()
+    contexts: dict[str, VmContext] = {}
+    for name, bundle in routed.items():
+        port = plan.destination.port if name == plan.destination.bridge.name else ""
+        vlan = bundle.static.port_profile.vlan if bundle.static.port_profile else bundle.identity.segment
+        contexts[name] = VmContext(plan.vm_id, port, macs=ctx.macs, ips=ctx.ips,
+                                   tenant=bundle.identity.tenant or ctx.tenant, vlan=vlan, now=now,
+                                   default_ttl_s=options.seed_ttl_s)
+    with open_sessions([handles[n] for n in routed], ssh=ssh, timeouts=options.timeouts) as sessions, \
+            ThreadPoolExecutor(max_workers=max(1, min(16, len(routed)))) as pool:
+        futures = {n: pool.submit(_check_one, n, handles[n], sessions[n], b, contexts[n], options)
+                   for n, b in routed.items()}
+        checks = {n: f.result() for n, f in futures.items()}
+    timings["check"] = (time.perf_counter() - started) * 1000
+
+    changes = []
+    for name in sorted(checks):
+        result, codec, dctx = checks[name], handles[name].codec, contexts[name]
+        if not result.bundle.kinds():
+            continue
+        changes.append(DeviceChange(handles[name].endpoint, codec.encode(result.bundle, dctx),
+                                    verifier(codec, result.bundle, dctx),
+                                    verify_filter=codec.config_filter(dctx)))
+    return PreparedMigration(plan, pulled, checks, tuple(changes), contexts, timings)
+
+
+def run_centralized(plan: MigrationPlan, topology: Topology, options: MigrationOptions, *,
+                    migration_id: str, environ: Mapping[str, str] | None = None,
+                    on_step: StepHook | None = None) -> MigrationResult | DryRun:
+    """Migrate in the centralized mode; raises a TransactionError subclass when it fails."""
+    prepared = prepare(plan, topology, options, environ=environ, on_step=on_step)
+    ssh = ssh_policy_for(topology, options.ssh)
+    txn = NetworkTransaction(prepared.changes, ssh=ssh, timeouts=options.timeouts, commit=options.commit,
+                             on_step=on_step)
+    if options.dry_run:
+        return DryRun(prepared, txn.dry_run())
+    started = time.perf_counter()
+    outcomes: tuple[DeviceOutcome, ...] = txn.run()
+    timings = dict(prepared.timings_ms)
+    timings["apply"] = (time.perf_counter() - started) * 1000
+    for phase, ms in txn.timings_ms.items():
+        timings[f"apply.{phase}"] = ms
+    if options.cleanup_source:
+        started = time.perf_counter()
+        outcomes += cleanup_source(prepared, topology, options, environ=environ, on_step=on_step)
+        timings["cleanup-source"] = (time.perf_counter() - started) * 1000
+    return MigrationResult(migration_id, plan.vm_id, options.mode.value, Outcome.SUCCESS, outcomes,
+                           prepared.moved, prepared.dropped, timings, prepared.conflicts)
+
+
+def cleanup_source(prepared: PreparedMigration, topology: Topology, options: MigrationOptions, *,
+                   environ: Mapping[str, str] | None = None,
+                   on_step: StepHook | None = None) -> tuple[DeviceOutcome, ...]:
+    """Remove the VM's entries from its source devices in a second confirmed transaction."""
+    plan = prepared.plan
+    handles = handles_for(plan.source_devices, environ)
+    changes = []
+    for name, bundle in sorted(prepared.pulled.items()):
+        handle = handles[name]
+        port = plan.source.port if name == plan.source.bridge.name else ""
+        ctx = VmContext(plan.vm_id, port, macs=bundle.identity.mac, ips=bundle.identity.ip)
+        removal = handle.codec.encode_removal(bundle, ctx)
+        empty = VmBundle(plan.vm_id)
+        changes.append(DeviceChange(handle.endpoint, removal, verifier(handle.codec, empty, ctx),
+                                    verify_filter=handle.codec.config_filter(ctx)))
+    txn = NetworkTransaction(changes, ssh=ssh_policy_for(topology, options.ssh), timeouts=options.timeouts,
+                             commit=options.commit, on_step=on_step)
+    return txn.run()
