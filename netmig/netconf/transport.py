@@ -123,8 +123,12 @@ class WakingSSHSession(SSHSession):  # type: ignore[misc]
         try:
             super().close()
         finally:
-            self._wake_r.close()
-            self._wake_w.close()
+            self.release_wake()
+
+    def release_wake(self) -> None:
+        """Close the wake-up socketpair (also after a failed connect, when close() is never called)."""
+        self._wake_r.close()
+        self._wake_w.close()
 
 
 class NcTransport:
@@ -159,6 +163,7 @@ class NcTransport:
         except BaseException:
             if session.transport is not None:
                 session.close()
+            session.release_wake()
             sock.close()
             raise
         return cls(session, handler)
