@@ -419,6 +419,10 @@ def _encode_port(root: Element, bundle: VmBundle, ctx: VmContext) -> None:
         ),
     )
     for slot, acl in enumerate(st.acl, start=1):
+        if not acl.rule:
+            raise UnsupportedPolicyError(
+                "acme", "acl", f"acl {acl.name} has no rules: a flat filter cannot hold it"
+            )
         for rule in acl.rule:
             seq = slot * SLOT + rule.sequence
             if rule.sequence >= SLOT or seq > 0xFFFFFFFF:
