@@ -153,7 +153,9 @@ def _compose(text: str, file: str) -> yaml.Node:
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
         raise TopologyError([Problem(file, line, "", f"malformed YAML: {exc.reason}")]) from exc
-    except (yaml.YAMLError, RecursionError, ValueError) as exc:
+    except RecursionError as exc:
+        raise TopologyError([Problem(file, None, "", "malformed YAML: nested too deeply")]) from exc
+    except (yaml.YAMLError, ValueError) as exc:
         raise TopologyError([Problem(file, None, "", f"malformed YAML: {type(exc).__name__}")]) from exc
     if node is None:
         raise TopologyError([Problem(file, 1, "", "the topology file is empty")])
