@@ -17,9 +17,11 @@ become netmig errors.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import selectors
 import socket
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -152,6 +154,17 @@ class NcTransport:
             log.warning("%s: SSH host key NOT verified (verify_host_keys is off)", endpoint.name)
         sock = socket_factory(endpoint.host, endpoint.port, connect_timeout_s)
         creds = endpoint.credentials
+        # paramiko waits 15 s for a banner whatever we say: bound the whole setup by shutting the socket.
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+        watchdog = threading.Timer(connect_timeout_s, expire)
+        watchdog.daemon = True
+        watchdog.start()
         try:
             session.connect(
                 host=endpoint.host, port=endpoint.port, sock=sock, timeout=connect_timeout_s,
@@ -160,12 +173,19 @@ class NcTransport:
                 hostkey_verify=ssh.verify_host_keys, look_for_keys=ssh.look_for_keys,
                 allow_agent=ssh.allow_agent,
             )
-        except BaseException:
+        except BaseException as exc:
             if session.transport is not None:
                 session.close()
             session.release_wake()
             sock.close()
+            if expired.is_set():
+                raise TimeoutError(f"SSH/NETCONF setup took longer than {connect_timeout_s:g} s") from exc
             raise
+        finally:
+            watchdog.cancel()
+        if expired.is_set():  # fired just as the setup finished: the socket is shut, do not hand it out
+            session.close()
+            raise TimeoutError(f"SSH/NETCONF setup took longer than {connect_timeout_s:g} s")
         return cls(session, handler)
 
     @property

@@ -11,7 +11,14 @@ import pytest
 from lxml import etree
 from netconf_sim.fabric import Fabric, running_fabric
 
-from netmig.errors import AuthError, CapabilityError, ConnectError, HostKeyError, RpcError
+from netmig.errors import (
+    AuthError,
+    CapabilityError,
+    ConnectError,
+    DeviceTimeoutError,
+    HostKeyError,
+    RpcError,
+)
 from netmig.netconf import Capabilities, DeviceSession, subtree_filter
 from netmig.netconf.session import build_commit, build_edit_config
 from netmig.settings import Credentials, DeviceEndpoint, SshPolicy, Timeouts
@@ -254,3 +261,17 @@ def test_connection_refused_is_fast_connect_error() -> None:
     with pytest.raises(ConnectError, match="refused"):
         s.open()
     assert time.perf_counter() - started < 2.0
+
+
+def test_silent_server_times_out_within_connect_budget() -> None:
+    with socket.socket() as silent:  # accepts TCP (backlog) but never sends an SSH banner
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        port = silent.getsockname()[1]
+        s = DeviceSession(DeviceEndpoint("mute", "127.0.0.1", port, Credentials("u", "p")),
+                          ssh=SshPolicy(known_hosts=None, allow_agent=False),
+                          timeouts=Timeouts(connect_s=0.5, connect_attempts=1))
+        started = time.perf_counter()
+        with pytest.raises(DeviceTimeoutError, match="mute"):
+            s.open()
+        assert time.perf_counter() - started < 3.0
