@@ -66,7 +66,7 @@ def test_example_loads_to_expected_objects() -> None:
     assert topo.devices["b-nat1"].role is Role.NAT and topo.devices["b-nat1"].codec is Codec.ACME
     assert topo.hosts["host-b3"].bridge == "b-leaf1" and topo.hosts["host-b3"].port == "ethernet-1/3"
     assert topo.sites["B"].middleboxes == ("b-fw1", "b-nat1")
-    assert topo.vms["vm-web-01"].macs == ("52:54:00:12:34:01",)
+    assert topo.vms["vm-web-01"].macs == ("52:54:00:10:00:01",)
     assert topo.nat_pools == {
         "A": ipaddress.IPv4Network("203.0.113.0/24"),
         "B": ipaddress.IPv4Network("198.51.100.0/24"),

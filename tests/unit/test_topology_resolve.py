@@ -32,7 +32,7 @@ def test_a_to_b_devices_ports_and_renames(topo: Topology) -> None:
     assert plan.map_port("eth3") == "ethernet-1/3" and plan.map_port("eth5") == "eth5"
     assert (plan.map_vlan(110), plan.map_vlan(120), plan.map_vlan(130)) == (2110, 2120, 130)
     assert (plan.map_zone("inside"), plan.map_zone("dmz")) == ("trust", "dmz")
-    assert plan.vm is not None and plan.vm.tenant == "web"
+    assert plan.vm is not None and plan.vm.tenant == "blue"
 
 
 def test_a_to_b_partner_map_is_asymmetric(topo: Topology) -> None:
