@@ -22,7 +22,7 @@ from .rpcerror import SimRpcError
 from .schema import Schema
 from .subtree import apply_subtree_filter
 from .validate import validate_changes, validate_datastore
-from .xml import NC_NS, Element, data_root, parse, qname
+from .xml import NC_NS, YANGLIB_NS, Element, data_root, parse, qname
 from .xpathfilter import apply_xpath_filter
 
 __all__ = ["DATASTORES", "DeviceEngine"]
@@ -126,10 +126,13 @@ class DeviceEngine:
         return self._filtered(self._store(source), filter, owned=False)
 
     def get(self, filter: Element | None = None) -> Element:
-        """Running plus the operational hook's config-false data, filtered."""
+        """Running plus the operational hook's config-false data and the YANG library, filtered."""
         data = copy.deepcopy(self._running)
         if self.operational is not None:
             self.operational(data)
+        if filter is None or _mentions(filter, YANGLIB_NS):
+            data.append(self.schema.yang_library())
+            data.append(self.schema.modules_state())
         return self._filtered(data, filter, owned=True)
 
     # -- writing --------------------------------------------------------------------------------
@@ -319,6 +322,16 @@ def _as_data(tree: Element) -> Element:
         if isinstance(child.tag, str):
             out.append(child)
     return out
+
+
+def _mentions(filter: Element, namespace: str) -> bool:
+    """Whether a filter may select data in ``namespace`` (unqualified subtree elements match any)."""
+    if filter.get("type") == "xpath":
+        return namespace in filter.nsmap.values() or namespace in (filter.get("select") or "")
+    for el in filter.iterdescendants():
+        if isinstance(el.tag, str) and etree.QName(el).namespace in (namespace, None, NC_NS):
+            return True
+    return False
 
 
 def _nsmap_of(filter: Element) -> dict[str, str]:

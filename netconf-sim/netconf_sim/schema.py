@@ -94,6 +94,8 @@ class SNode:
     parent: SNode | None = None
     ynode: Any = None
     mandatory: list[SNode] | None = None  # filled lazily by validate
+    case: Any = None  # innermost yangson CaseNode this node belongs to, if any
+    choices: list[Any] = field(default_factory=list)  # yangson ChoiceNodes among the children
 
     @property
     def name(self) -> str:
@@ -208,9 +210,16 @@ class Schema:
         ident = hashlib.sha1(json.dumps(mods, sort_keys=True).encode()).hexdigest()
         return {"ietf-yang-library:modules-state": {"module-set-id": ident, "module": mods}}
 
-    def _index(self, ynode: Any, snode: SNode) -> None:
-        for ych in ynode.data_children():
+    def _index(self, ynode: Any, snode: SNode, case: Any = None) -> None:
+        for ych in ynode.children:
             if isinstance(ych, sn.RpcActionNode | sn.NotificationNode | sn.InputNode | sn.OutputNode):
+                continue
+            if isinstance(ych, sn.ChoiceNode):
+                snode.choices.append(ych)
+                self._index(ych, snode, case)
+                continue
+            if isinstance(ych, sn.CaseNode):
+                self._index(ych, snode, ych)
                 continue
             mod = self.modules.get(ych.ns)
             ns = mod.namespace if mod else ""
@@ -222,7 +231,8 @@ class Schema:
                 keys = tuple(qname(self.modules[k[1]].namespace, k[0]) for k in ych.keys)
             child = SNode(kind, qname(ns, ych.name), ych.ns, ns, bool(ych.config), keys,
                           presence=bool(getattr(ych, "presence", False)),
-                          ordered_by_user=bool(getattr(ych, "user_ordered", False)), parent=snode, ynode=ych)
+                          ordered_by_user=bool(getattr(ych, "user_ordered", False)), parent=snode, ynode=ych,
+                          case=case)
             snode.children[child.tag] = child
             if kind in ("container", "list"):
                 self._index(ych, child)

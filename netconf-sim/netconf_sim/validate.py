@@ -15,6 +15,7 @@ import threading
 from typing import Any
 
 from lxml import etree
+from yangson import schemanode as sn
 from yangson.datatype import (
     EmptyType,
     IdentityrefType,
@@ -358,7 +359,18 @@ class _Run:
                 self.add(SimRpcError.operation_failed(msg, path=p, app_tag=app, path_nsmap=nsmap))
 
     def check_mandatory(self, parent: Element, sparent: SNode, seen: dict[str, int]) -> None:
+        active: set[int] = set()
+        if sparent.choices:
+            active = {id(sparent.children[t].case) for t in seen if t in sparent.children}
+        for choice in sparent.choices:
+            if getattr(choice, "mandatory", False) and not _choice_present(choice, active):
+                p, nsmap = self.path(parent)
+                self.add(SimRpcError("application", "data-missing", app_tag="missing-choice", path=p,
+                                     path_nsmap=nsmap, info={"missing-choice": choice.name},
+                                     message=f"no case of mandatory choice {choice.name} is present"))
         for child in _mandatory_children(sparent):
+            if child.case is not None and id(child.case) not in active:
+                continue  # inside a case that is not the chosen one
             count = seen.get(child.tag, 0)
             y = child.ynode
             min_el = getattr(y, "min_elements", 0) or 0
@@ -393,6 +405,16 @@ def _has_identity(ytype: Any) -> bool:
     if isinstance(ytype, UnionType):
         return any(_has_identity(t) for t in ytype.types)
     return isinstance(ytype, IdentityrefType)
+
+
+def _choice_present(choice: Any, active: set[int]) -> bool:
+    stack = list(choice.children)
+    while stack:
+        node = stack.pop()
+        if id(node) in active:
+            return True
+        stack.extend(c for c in getattr(node, "children", []) if isinstance(c, sn.CaseNode | sn.ChoiceNode))
+    return False
 
 
 def _mandatory_children(snode: SNode) -> list[SNode]:

@@ -6,8 +6,10 @@ from lxml import etree
 
 __all__ = [
     "MAX_INPUT_BYTES",
+    "MONITORING_NS",
     "NC_NS",
     "NC_OP_ATTR",
+    "YANGLIB_NS",
     "YANG_NS",
     "Element",
     "XmlInputError",
