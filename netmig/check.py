@@ -9,14 +9,16 @@ after what the user allowed us to drop.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Any
 
 from netmig.codecs.base import DeviceCodec, DeviceInventory
 from netmig.errors import PolicyConflictError, UnsupportedPolicyError
 from netmig.model import PolicyKind, VmBundle
 
-__all__ = ["CheckResult", "Conflict", "ConflictPolicy", "check_destination", "find_conflicts", "supportable"]
+__all__ = ["CheckResult", "Conflict", "ConflictPolicy", "check_destination", "delta", "find_conflicts",
+           "supportable"]
 
 
 class ConflictPolicy(StrEnum):
@@ -103,7 +105,8 @@ def find_conflicts(device: str, bundle: VmBundle, inventory: DeviceInventory,
         if mapping.owner == vm:
             continue
         for internal, external in ours_nat.items():
-            if mapping.external_address == external or mapping.internal_address == internal:
+            same = (mapping.internal_address, mapping.external_address) == (internal, external)
+            if not same and (mapping.external_address == external or mapping.internal_address == internal):
                 found.append(Conflict(device, PolicyKind.NAT_STATIC,
                                       f"{internal}->{external} overlaps {mapping.internal_address}->"
                                       f"{mapping.external_address} of {mapping.owner or 'another owner'}"))
@@ -153,3 +156,28 @@ def check_destination(device: str, codec: DeviceCodec, bundle: VmBundle, *, modu
     if conflicts:
         reduced = reduced.without({c.kind for c in conflicts})
     return CheckResult(device, reduced, dropped, tuple(conflicts))
+
+
+def delta(bundle: VmBundle, existing: VmBundle | None) -> VmBundle:
+    """The static entries the device does not hold yet (same key, same content: already there).
+
+    Learned state is always sent again, so the seeds carry fresh timers. Sending only the difference
+    keeps a device's own naming of entries it already has (e.g. an ietf-nat mapping index).
+    """
+    if existing is None:
+        return bundle
+    static = bundle.static
+    changes: dict[str, Any] = {}
+    for kind in PolicyKind:
+        if kind.is_dynamic:
+            continue
+        have = set(existing.entries(kind))
+        want = bundle.entries(kind)
+        if not want or not have:
+            continue
+        keep = tuple(e for e in want if e not in have)
+        if kind in (PolicyKind.QOS, PolicyKind.PORT_PROFILE):
+            changes[kind.attr] = keep[0] if keep else None
+        else:
+            changes[kind.attr] = keep
+    return replace(bundle, static=replace(static, **changes)) if changes else bundle

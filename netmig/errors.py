@@ -13,6 +13,7 @@
     │   ├── HostKeyError
     │   ├── DeviceTimeoutError        (also a builtin TimeoutError)
     │   ├── MalformedReplyError       invalid XML or unexpected shape
+    │   ├── VerifyError               running differs from what was committed
     │   ├── CapabilityError           missing capability, module or feature
     │   └── RpcError                  RFC 6241 rpc-error fields
     ├── TranslationError              exit 4
@@ -53,6 +54,7 @@ __all__ = [
     "TranslationError",
     "UnknownVmError",
     "UnsupportedPolicyError",
+    "VerifyError",
 ]
 
 
@@ -127,6 +129,10 @@ class DeviceTimeoutError(DeviceError, TimeoutError):
     """The device did not answer in time."""
 
 
+class VerifyError(DeviceError):
+    """After the commit, the device's running config does not hold what was sent."""
+
+
 class MalformedReplyError(DeviceError):
     """The device sent invalid XML or a reply of unexpected shape."""
 
@@ -180,7 +186,8 @@ class UnsupportedPolicyError(TranslationError):
         self.device = device
         self.kind = kind
         tail = f": {reason}" if reason else ""
-        super().__init__(f"{device}: cannot express {kind}{tail} (use --allow-drop {kind} to migrate without it)")
+        hint = f"use --allow-drop {kind} to migrate without it"
+        super().__init__(f"{device}: cannot express {kind}{tail} ({hint})")
 
 
 class PolicyConflictError(TranslationError):

@@ -16,9 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from netmig.check import CheckResult, check_destination
+from netmig.check import CheckResult, check_destination, delta
 from netmig.codecs.base import DeviceCodec, Element, VmContext
 from netmig.devices import DeviceHandle, handles_for, open_sessions, ssh_policy_for
+from netmig.errors import BundleError, PolicyConflictError
 from netmig.feedback import DeviceOutcome, MigrationResult, Outcome
 from netmig.model import PolicyKind, VmBundle
 from netmig.netconf.session import DeviceSession
@@ -130,17 +131,22 @@ def _str_step(on_step: StepHook | None) -> Callable[[str, str], None] | None:
 
 
 def _check_one(name: str, handle: DeviceHandle, session: DeviceSession, bundle: VmBundle, ctx: VmContext,
-               options: MigrationOptions) -> CheckResult:
+               options: MigrationOptions) -> tuple[CheckResult, VmBundle]:
+    """Pre-flight checks of one destination; also returns what it already holds for the VM."""
     caps = session.load_yang_library()
     codec = handle.codec
     existing_cfg = session.get_config("running", codec.config_filter(ctx))
     existing_state = session.get(codec.state_filter(ctx))
-    existing = codec.decode(existing_cfg, existing_state, ctx)
+    try:
+        existing = codec.decode(existing_cfg, existing_state, ctx)
+    except BundleError as exc:  # the destination port or an address already belongs to another VM
+        raise PolicyConflictError([f"{name}: {exc}"]) from exc
     inventory = codec.inventory(session.get_config("running"))
     features = {(m.name, f) for m in caps.modules.values() for f in m.features}
-    return check_destination(name, codec, bundle, modules=set(caps.modules), features=features,
-                             inventory=inventory, existing=existing, allow_drop=options.allow_drop,
-                             on_conflict=options.on_conflict)
+    result = check_destination(name, codec, bundle, modules=set(caps.modules), features=features,
+                               inventory=inventory, existing=existing, allow_drop=options.allow_drop,
+                               on_conflict=options.on_conflict)
+    return result, existing
 
 
 def prepare(plan: MigrationPlan, topology: Topology, options: MigrationOptions, *,
@@ -173,15 +179,18 @@ def prepare(plan: MigrationPlan, topology: Topology, options: MigrationOptions, 
             ThreadPoolExecutor(max_workers=max(1, min(16, len(routed)))) as pool:
         futures = {n: pool.submit(_check_one, n, handles[n], sessions[n], b, contexts[n], options)
                    for n, b in routed.items()}
-        checks = {n: f.result() for n, f in futures.items()}
+        checked = {n: f.result() for n, f in futures.items()}
+    checks = {n: c for n, (c, _) in checked.items()}
+    existing = {n: e for n, (_, e) in checked.items()}
     timings["check"] = (time.perf_counter() - started) * 1000
 
     changes = []
     for name in sorted(checks):
         result, codec, dctx = checks[name], handles[name].codec, contexts[name]
-        if not result.bundle.kinds():
+        send = delta(result.bundle, existing[name])
+        if not send.kinds():
             continue
-        changes.append(DeviceChange(handles[name].endpoint, codec.encode(result.bundle, dctx),
+        changes.append(DeviceChange(handles[name].endpoint, codec.encode(send, dctx),
                                     verifier(codec, result.bundle, dctx),
                                     verify_filter=codec.config_filter(dctx)))
     return PreparedMigration(plan, pulled, checks, tuple(changes), contexts, timings)
@@ -217,8 +226,11 @@ def cleanup_source(prepared: PreparedMigration, topology: Topology, options: Mig
     """Remove the VM's entries from its source devices in a second confirmed transaction."""
     plan = prepared.plan
     handles = handles_for(plan.source_devices, environ)
+    staying = {d.name for d in plan.destination_devices}
     changes = []
     for name, bundle in sorted(prepared.pulled.items()):
+        if name in staying:  # also a destination (same upper layer or middlebox): it keeps the VM's part
+            continue
         handle = handles[name]
         port = plan.source.port if name == plan.source.bridge.name else ""
         ctx = VmContext(plan.vm_id, port, macs=bundle.identity.mac, ips=bundle.identity.ip)
