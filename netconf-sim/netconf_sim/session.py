@@ -184,7 +184,7 @@ class Session:
                                       message="an rpc holds exactly one operation")
                 body = self._dispatch(ops[0])
             except SimRpcError as exc:
-                body = [exc.to_element()]
+                body = exc.to_elements()
             except Exception:  # fault barrier: a bug in one operation must not hang the session
                 log.exception("%s session %d: %s failed", self.runtime.name, self.session_id, name)
                 body = [SimRpcError.operation_failed(f"internal error in {name}").to_element()]
