@@ -17,92 +17,30 @@ then :class:`~netmig.errors.TopologyError` is raised once.
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
-import re
-import sys
-import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
-from yangson import DataModel
 from yangson.datatype import BooleanType, EnumerationType, LeafrefType, NumericType, StringType
-from yangson.enumerations import ContentType, ValidationScope
-from yangson.exceptions import ValidationError, YangsonException
-from yangson.instvalue import ArrayValue
+from yangson.exceptions import YangsonException
 from yangson.schemanode import ChoiceNode, InternalNode, LeafListNode, LeafNode, ListNode
 
 from netmig.errors import Problem, TopologyError
 from netmig.topology.model import Topology, build_topology
+from netmig.topology.schema import TOP, data_model, join, keyname, semantic_problems
 
-__all__ = ["MODULE", "load_topology", "parse_topology", "partner_overlaps", "yang_dir"]
+__all__ = ["load_topology", "parse_topology"]
 
 log = logging.getLogger(__name__)
 
-MODULE = "netmig-topology"
-_TOP = f"{MODULE}:topology"
-_IMPORTS = ("ietf-inet-types", "ietf-yang-types")
 _MAX_PROBLEMS = 200
 _NULL = "tag:yaml.org,2002:null"
 _BOOL = "tag:yaml.org,2002:bool"
 _TRUE = {"yes", "true", "on", "y"}
 _INVALID = object()
 _REJECTED = {"password"}  # reported on their own; no second problem about the missing credentials
-
-
-def yang_dir() -> Path:
-    """The project's ``yang/`` directory holding netmig-topology.yang."""
-    return Path(__file__).resolve().parents[2] / "yang"
-
-
-def _ietf_dir() -> Path:
-    """Directory holding ietf-inet-types.yang: pyang's installed modules, else libyang's."""
-    import pyang
-
-    roots = [Path(sysconfig.get_path("data")), Path(sys.prefix), *Path(pyang.__file__).resolve().parents]
-    for root in roots:
-        candidate = root / "share" / "yang" / "modules" / "ietf"
-        if (candidate / "ietf-inet-types.yang").is_file():
-            return candidate
-    raise TopologyError([Problem(MODULE, None, "", "ietf-inet-types.yang not found (is pyang installed?)")])
-
-
-def _revision(path: Path) -> str:
-    found = re.search(
-        r"^\s*revision\s+\"?(\d{4}-\d{2}-\d{2})", path.read_text(encoding="utf-8"), re.MULTILINE
-    )
-    return found.group(1) if found else ""
-
-
-@functools.cache
-def _data_model() -> Any:
-    """yangson's compiled netmig-topology (compiled once per process; pure function of the files)."""
-    ietf = _ietf_dir()
-    modules = [(MODULE, yang_dir() / f"{MODULE}.yang", "implement")]
-    modules += [(name, ietf / f"{name}.yang", "import") for name in _IMPORTS]
-    library = {
-        "ietf-yang-library:modules-state": {
-            "module-set-id": MODULE,
-            "module": [
-                {
-                    "name": name,
-                    "revision": _revision(path),
-                    "namespace": _namespace(path),
-                    "conformance-type": conformance,
-                }
-                for name, path, conformance in modules
-            ],
-        }
-    }
-    return DataModel(json.dumps(library), [str(yang_dir()), str(ietf)])
-
-
-def _namespace(path: Path) -> str:
-    found = re.search(r'^\s*namespace\s+"([^"]+)"', path.read_text(encoding="utf-8"), re.MULTILINE)
-    return found.group(1) if found else ""
 
 
 def load_topology(path: str | Path) -> Topology:
@@ -123,15 +61,17 @@ def parse_topology(text: str, *, file: str = "<topology>", base_dir: Path | None
     """Validate and build a topology from YAML ``text``; relative paths are taken from ``base_dir``."""
     root = _compose(text, file)
     walker = _Walker(file)
-    schema = _data_model().get_schema_node(f"/{_TOP}")
+    schema = data_model().get_schema_node(f"/{TOP}")
     body = walker.container(schema, root, "")
     if body is not _INVALID:
-        _semantics({_TOP: body}, walker)
+        broken = {problem.path.split("[")[0].split("/")[0] for problem in walker.problems}
+        for path, message in semantic_problems({TOP: body}, broken=broken if walker.problems else None):
+            walker.problem(walker.lines.get(path), path.split("#")[0], message)
     if walker.problems:
         raise TopologyError(walker.problems[:_MAX_PROBLEMS])
     try:
-        instance = _data_model().from_raw({_TOP: body}).add_defaults()
-        raw = instance.raw_value()[_TOP]
+        instance = data_model().from_raw({TOP: body}).add_defaults()
+        raw = instance.raw_value()[TOP]
     except YangsonException as exc:  # not expected after the checks above: report, never a traceback
         raise TopologyError([Problem(file, None, "", f"invalid topology: {exc}")]) from exc
     log.debug(
@@ -164,10 +104,6 @@ def _compose(text: str, file: str) -> yaml.Node:
 
 def _line(node: yaml.Node) -> int:
     return int(node.start_mark.line) + 1
-
-
-def _join(path: str, name: str) -> str:
-    return f"{path}/{name}" if path else name
 
 
 def _kind(node: yaml.Node) -> str:
@@ -206,7 +142,7 @@ class _Walker:
             name = self._key(key_node, path, seen, children, schema)
             if name is None:
                 continue
-            child, child_path = children[name], _join(path, name)
+            child, child_path = children[name], join(path, name)
             if key is not None and name == key[1]:
                 value = self.leaf(child, value_node, child_path)
                 if value is not _INVALID and value != key[0]:
@@ -243,7 +179,7 @@ class _Walker:
             return None
         name = str(key_node.value)
         if name in seen:
-            self.problem(_line(key_node), _join(path, name), f"duplicate key (first at line {seen[name]})")
+            self.problem(_line(key_node), join(path, name), f"duplicate key (first at line {seen[name]})")
             return None
         seen[name] = _line(key_node)
         if name in children:
@@ -253,7 +189,7 @@ class _Walker:
             message += "name it with 'password-env: VAR'"
         else:
             message = f"unknown key {name!r}; expected one of {_names(schema)}"
-        self.problem(_line(key_node), _join(path, name), message)
+        self.problem(_line(key_node), join(path, name), message)
         return None
 
     def _choices(self, schema: Any, out: dict[str, Any], seen: dict[str, int], path: str) -> None:
@@ -276,10 +212,10 @@ class _Walker:
             return []
         if not isinstance(node, yaml.MappingNode):
             self.problem(
-                _line(node), path, f"expected a mapping keyed by {_keyname(schema)}, got {_kind(node)}"
+                _line(node), path, f"expected a mapping keyed by {keyname(schema)}, got {_kind(node)}"
             )
             return _INVALID
-        key_name = _keyname(schema)
+        key_name = keyname(schema)
         key_schema = schema.get_child(key_name, schema.ns)
         others = [c for c in schema.data_children() if c.name != key_name]
         entries: list[Any] = []
@@ -299,7 +235,7 @@ class _Walker:
                 continue
             seen[text] = _line(key_node)
             self.lines[entry_path] = _line(key_node)
-            key_value = self.leaf(key_schema, key_node, _join(entry_path, key_name))
+            key_value = self.leaf(key_schema, key_node, join(entry_path, key_name))
             shorthand = len(others) == 1 and not isinstance(others[0], InternalNode)
             if shorthand and not isinstance(value_node, yaml.MappingNode) and value_node.tag != _NULL:
                 wrapped = yaml.MappingNode(
@@ -388,121 +324,7 @@ def _names(schema: Any) -> str:
     return ", ".join(child.name for child in schema.data_children())
 
 
-def _keyname(schema: Any) -> str:
-    return str(schema.keys[0][0])
-
-
 def _choice_nodes(schema: Any) -> Iterator[Any]:
     for child in schema.children:
         if isinstance(child, ChoiceNode):
             yield child
-
-
-def _semantics(raw: dict[str, Any], walker: _Walker) -> None:
-    """References, then the module's must constraints, leaf by leaf; partner overlaps; a full validation.
-
-    After structural problems, only references into lists that had none are checked, and no must
-    constraints: they would mostly repeat a problem already reported.
-    """
-    structural = bool(walker.problems)
-    broken = {problem.path.split("[")[0].split("/")[0] for problem in walker.problems}
-    try:
-        root = _data_model().from_raw(raw)
-        for instance, path in _terminals(root[_TOP], ""):
-            message = _reference_problem(instance, broken)
-            if message is None and not structural:
-                message = _must_problem(instance)
-            if message is not None:
-                walker.problem(walker.lines.get(path), path.split("#")[0], message)
-        for path, message in partner_overlaps(raw[_TOP]):
-            walker.problem(walker.lines.get(path), path.split("#")[0], message)
-        if not walker.problems:
-            root.validate(ctype=ContentType.config)
-    except ValidationError as exc:
-        path = _route(exc.instance)
-        walker.problem(walker.lines.get(path), path, f"{exc.tag}{': ' + exc.message if exc.message else ''}")
-    except YangsonException as exc:
-        if not walker.problems:  # otherwise a consequence of a problem already reported
-            walker.problem(None, "", f"invalid topology: {exc}")
-
-
-def _reference_problem(instance: Any, broken: set[str]) -> str | None:
-    """A leafref whose target does not exist (unless the target list itself had problems)."""
-    dtype = instance.schema_node.type
-    if not isinstance(dtype, LeafrefType) or not dtype.require_instance:
-        return None
-    steps = [step.split(":")[-1] for step in str(dtype.path).split("/")]
-    target = steps[-2] if len(steps) >= 2 else "targets"
-    if target in broken:
-        return None
-    try:
-        found = instance._deref(dtype)
-    except YangsonException:
-        found = []
-    return None if found else f"{_text(instance.value, instance.schema_node)!r} is not one of the {target}"
-
-
-def _must_problem(instance: Any) -> str | None:
-    """The first of the leaf's must constraints (and type rules) it violates, with its error-message."""
-    schema = instance.schema_node
-    try:
-        schema._validate(instance, ValidationScope.semantics, ContentType.config)
-    except ValidationError as exc:
-        return f"{exc.message or exc.tag} (got {_text(instance.value, schema)!r})"
-    return None
-
-
-def _terminals(instance: Any, path: str) -> Iterator[tuple[Any, str]]:
-    """Every leaf and leaf-list entry below ``instance`` with its display path (leaf-list: ``path#i``)."""
-    schema = instance.schema_node
-    if isinstance(schema, LeafNode):
-        yield instance, path
-    elif isinstance(schema, LeafListNode):
-        for index, entry in enumerate(instance):
-            yield entry, f"{path}#{index}"
-    elif isinstance(schema, ListNode) and isinstance(instance.value, ArrayValue):
-        key = _keyname(schema)
-        for entry in instance:
-            yield from _terminals(entry, f"{path}[{_text(entry.value[key], entry[key].schema_node)}]")
-    else:
-        for name in instance.value:
-            yield from _terminals(instance[name], _join(path, name))
-
-
-def _text(value: Any, schema: Any) -> str:
-    return str(schema.type.canonical_string(value))
-
-
-def _route(instance: Any) -> str:
-    """Display path of a yangson instance node, e.g. ``hosts[host-a1]/bridge``."""
-    segments: list[tuple[bool, str]] = []
-    node = instance
-    while node is not None and node.parinst is not None:
-        if not isinstance(node.key, int):
-            segments.append((False, str(node.key).split(":")[-1]))
-        elif isinstance(node.schema_node, ListNode):
-            key = _keyname(node.schema_node)
-            segments.append((True, _text(node.value[key], node[key].schema_node)))
-        node = node.parinst
-    out = ""
-    for is_key, text in reversed(segments):
-        out = f"{out}[{text}]" if is_key else _join(out, text)
-    return out.removeprefix("topology").lstrip("/")
-
-
-def partner_overlaps(topology: dict[str, Any]) -> list[tuple[str, str]]:
-    """(path, message) for each (source device or role, kind) a second partner rule covers again."""
-    found: list[tuple[str, str]] = []
-    for source in topology.get("mapping", {}).get("from", []):
-        for destination in source.get("to", []):
-            base = f"mapping/from[{source['site']}]/to[{destination['site']}]/partners"
-            owner: dict[tuple[str, str, str], str] = {}
-            for rule in destination.get("partners", []):
-                for leaf in ("from-devices", "from-roles"):
-                    for index, name in enumerate(rule.get(leaf, [])):
-                        for kind in rule.get("kinds", []):
-                            first = owner.setdefault((leaf, name, kind), rule["name"])
-                            if first != rule["name"]:
-                                path = f"{base}[{rule['name']}]/{leaf}#{index}"
-                                found.append((path, f"{name!r} already moves {kind} by rule {first!r}"))
-    return found

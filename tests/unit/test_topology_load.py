@@ -24,7 +24,7 @@ from netmig.topology import (
     parse_topology,
     resolve_password,
 )
-from netmig.topology.load import yang_dir
+from netmig.topology.schema import yang_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "topology"
