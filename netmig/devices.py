@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from netmig.codecs.base import DeviceCodec
 from netmig.codecs.registry import get_codec
 from netmig.netconf.session import DeviceSession
-from netmig.settings import Credentials, DeviceEndpoint, QuirkProfile, SshPolicy, Timeouts
+from netmig.settings import Credentials, DeviceEndpoint, SshPolicy, Timeouts
 from netmig.topology.model import Device, Topology, resolve_password
 
 __all__ = ["DeviceHandle", "handles_for", "open_sessions", "ssh_policy_for"]
@@ -36,11 +36,8 @@ def endpoint_for(device: Device, environ: Mapping[str, str] | None = None) -> De
     """The endpoint of ``device``; its password is read from the environment variable it names."""
     creds = device.credentials
     password = resolve_password(creds, environ) if creds.password_env else None
-    quirks = QuirkProfile(validate=device.quirks.validate.value,
-                          confirmed_timer_needs_quiet_s=device.quirks.confirmed_timer_needs_quiet_s,
-                          commit_blocked_while_confirm_pending=device.quirks.commit_blocked_while_confirm_pending)
     return DeviceEndpoint(device.name, device.address, device.port,
-                          Credentials(creds.username, password, creds.key_file), quirks)
+                          Credentials(creds.username, password, creds.key_file), device.quirks)
 
 
 def handles_for(devices: Iterable[Device],

@@ -15,13 +15,14 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from netmig.check import CheckResult, check_destination, delta
 from netmig.codecs.base import DeviceCodec, Element, VmContext
 from netmig.devices import DeviceHandle, handles_for, open_sessions, ssh_policy_for
 from netmig.errors import BundleError, PolicyConflictError
 from netmig.feedback import DeviceOutcome, MigrationResult, Outcome
-from netmig.model import PolicyKind, VmBundle
+from netmig.model import VmBundle
 from netmig.netconf.session import DeviceSession
 from netmig.options import MigrationOptions
 from netmig.pull import SourceDevice, pull_sources
@@ -29,6 +30,9 @@ from netmig.topology.model import Topology
 from netmig.topology.resolve import MigrationPlan
 from netmig.transaction import DeviceChange, NetworkTransaction, PlannedChange, StepHook
 from netmig.translate import TranslationRules, translate
+
+if TYPE_CHECKING:
+    from netmig.journal_hook import MigrationRecorder
 
 __all__ = ["DryRun", "PreparedMigration", "prepare", "run_centralized", "verifier"]
 
@@ -45,6 +49,7 @@ class PreparedMigration:
     changes: tuple[DeviceChange, ...]
     contexts: Mapping[str, VmContext]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    sent: Mapping[str, VmBundle] = field(default_factory=dict)  # the delta each destination takes
 
     @property
     def moved(self) -> dict[str, int]:
@@ -163,8 +168,7 @@ def prepare(plan: MigrationPlan, topology: Topology, options: MigrationOptions, 
     timings["pull"] = (time.perf_counter() - started) * 1000
 
     started = time.perf_counter()
-    partners = {(device, PolicyKind(kind.value)): dests for (device, kind), dests in plan.partners.items()}
-    routed = translate(pulled, partners, _rules_for(plan))
+    routed = translate(pulled, plan.partners, _rules_for(plan))
     timings["translate"] = (time.perf_counter() - started) * 1000
 
     started = time.perf_counter()
@@ -185,15 +189,17 @@ def prepare(plan: MigrationPlan, topology: Topology, options: MigrationOptions, 
     timings["check"] = (time.perf_counter() - started) * 1000
 
     changes = []
+    sent: dict[str, VmBundle] = {}
     for name in sorted(checks):
         result, codec, dctx = checks[name], handles[name].codec, contexts[name]
         send = delta(result.bundle, existing[name])
         if not send.kinds():
             continue
+        sent[name] = send
         changes.append(DeviceChange(handles[name].endpoint, codec.encode(send, dctx),
                                     verifier(codec, result.bundle, dctx),
                                     verify_filter=codec.config_filter(dctx)))
-    return PreparedMigration(plan, pulled, checks, tuple(changes), contexts, timings)
+    return PreparedMigration(plan, pulled, checks, tuple(changes), contexts, timings, sent)
 
 
 def run_centralized(plan: MigrationPlan, topology: Topology, options: MigrationOptions, *,

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from netmig.errors import InputError
+from netmig.model import PolicyKind
+from netmig.settings import QuirkProfile
 
 __all__ = [
     "Codec",
@@ -24,12 +26,11 @@ __all__ = [
     "Host",
     "PartnerRule",
     "PolicyKind",
-    "Quirks",
+    "QuirkProfile",
     "Role",
     "Site",
     "SiteMapping",
     "Topology",
-    "ValidateMode",
     "VmHint",
     "build_topology",
     "resolve_password",
@@ -51,31 +52,6 @@ class Codec(StrEnum):
 
     IETF = "ietf"
     ACME = "acme"
-
-
-class PolicyKind(StrEnum):
-    """Canonical policy kinds (static policies and DI) of netmig-vm-bundle."""
-
-    ACL = "acl"
-    QOS = "qos"
-    PORT_PROFILE = "port-profile"
-    NAT_STATIC = "nat-static"
-    FIREWALL_RULE = "firewall-rule"
-    LB_MEMBER = "lb-member"
-    MAC_ENTRY = "mac-entry"
-    ARP_ENTRY = "arp-entry"
-    ND_ENTRY = "nd-entry"
-    DHCP_BINDING = "dhcp-binding"
-    NAT_SESSION = "nat-session"
-    FIREWALL_SESSION = "firewall-session"
-
-
-class ValidateMode(StrEnum):
-    """How a device's edit is validated before commit."""
-
-    CANDIDATE = "candidate"
-    INLINE = "inline"
-    SKIP = "skip"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,15 +94,6 @@ def resolve_password(credentials: Credentials, environ: Mapping[str, str] | None
 
 
 @dataclass(frozen=True, slots=True)
-class Quirks:
-    """Known behaviours of a device's NETCONF server (see FACTS.md, netconfd quirks)."""
-
-    validate: ValidateMode = ValidateMode.CANDIDATE
-    confirmed_timer_needs_quiet_s: int = 0
-    commit_blocked_while_confirm_pending: bool = False
-
-
-@dataclass(frozen=True, slots=True)
 class Device:
     """A NETCONF device that may hold a VM's policies."""
 
@@ -139,7 +106,7 @@ class Device:
     credentials: Credentials
     ports: tuple[str, ...] = ()
     known_hosts: Path | None = None  # the device's own file, else the topology's
-    quirks: Quirks = field(default_factory=Quirks)
+    quirks: QuirkProfile = field(default_factory=QuirkProfile)
 
     @property
     def endpoint(self) -> str:
@@ -312,10 +279,11 @@ def _device(raw: Mapping[str, Any], base_dir: Path, known_hosts: Path | None) ->
         ssh_agent=bool(raw.get("ssh-agent", False)),
     )
     quirks_raw = raw.get("quirks", {})
-    quirks = Quirks(
-        ValidateMode(quirks_raw.get("validate", ValidateMode.CANDIDATE)),
-        int(quirks_raw.get("confirmed-timer-needs-quiet-s", 0)),
-        bool(quirks_raw.get("commit-blocked-while-confirm-pending", False)),
+    quirks = QuirkProfile(
+        validate=quirks_raw.get("validate", "candidate"),
+        confirmed_timer_needs_quiet_s=float(quirks_raw.get("confirmed-timer-needs-quiet-s", 0)),
+        commit_blocked_while_confirm_pending=bool(
+            quirks_raw.get("commit-blocked-while-confirm-pending", False)),
     )
     return Device(
         raw["name"],

@@ -19,7 +19,6 @@ from netmig.topology import (
     Credentials,
     PolicyKind,
     Role,
-    ValidateMode,
     load_topology,
     parse_topology,
     resolve_password,
@@ -92,11 +91,11 @@ def test_defaults_quirks_paths_and_credentials() -> None:
     assert leaf.credentials.key_file == DATA / "keys" / "leaf1"
     assert leaf.credentials.method == "key-file"
     assert fw.credentials == Credentials("admin", ssh_agent=True)
-    assert leaf.quirks.validate is ValidateMode.INLINE
+    assert leaf.quirks.validate == "inline"
     assert leaf.quirks.confirmed_timer_needs_quiet_s == 1
     assert leaf.quirks.commit_blocked_while_confirm_pending is True
     assert (
-        fw.quirks.validate is ValidateMode.CANDIDATE
+        fw.quirks.validate == "candidate"
         and fw.quirks.commit_blocked_while_confirm_pending is False
     )
     assert topo.known_hosts == DATA / "ssh" / "known_hosts"
