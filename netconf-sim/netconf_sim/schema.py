@@ -54,6 +54,8 @@ def _pyang_module_roots() -> list[Path]:
 def default_search_path(yang_dir: Path | None = None) -> list[Path]:
     """Our ``yang/`` directory (or ``yang_dir``), then pyang's installed IETF and IANA module dirs."""
     ours = yang_dir if yang_dir is not None else Path(__file__).resolve().parents[2] / "yang"
+    if yang_dir is None and not ours.is_dir():  # installed (not a source checkout): the data-files copy
+        ours = Path(sys.prefix) / "share" / "netmig" / "yang"
     dirs: list[Path] = [ours] if ours.is_dir() else []
     for root in _pyang_module_roots():
         if (root / "ietf" / "ietf-interfaces.yang").is_file():
@@ -385,14 +387,18 @@ class SchemaCache:
         self._schemas: dict[str, Schema] = {}
 
     def get(self, modules: Iterable[str | tuple[str, str | None]],
-            features: Mapping[str, Iterable[str]] | None = None) -> Schema:
+            features: Mapping[str, Iterable[str]] | None = None, *,
+            extra_dirs: Sequence[Path] = ()) -> Schema:
+        """The schema of ``modules``; ``extra_dirs`` are searched first (e.g. a device's deviation modules)."""
         mods = sorted((m, None) if isinstance(m, str) else (m[0], m[1]) for m in modules)
         feats = {k: sorted(v) for k, v in (features or {}).items()}
-        key = json.dumps([mods, feats, str(self._yang_dir)], sort_keys=True)
+        dirs = [Path(d) for d in dict.fromkeys(str(d) for d in extra_dirs)]
+        key = json.dumps([mods, feats, str(self._yang_dir), [str(d) for d in dirs]], sort_keys=True)
         with self._lock:
             schema = self._schemas.get(key)
             if schema is None:
-                schema = Schema.load(mods, feats, yang_dir=self._yang_dir)
+                search = [*dirs, *default_search_path(self._yang_dir)] if dirs else None
+                schema = Schema.load(mods, feats, yang_dir=self._yang_dir, search_path=search)
                 self._schemas[key] = schema
                 log.debug("built schema %s for %s", schema.content_id, [m for m, _ in mods])
             return schema

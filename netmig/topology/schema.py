@@ -43,8 +43,11 @@ _IMPORTS = ("ietf-inet-types", "ietf-yang-types")
 
 
 def yang_dir() -> Path:
-    """The project's ``yang/`` directory holding netmig-topology.yang."""
-    return Path(__file__).resolve().parents[2] / "yang"
+    """The project's ``yang/`` directory (source checkout), else the installed ``share/netmig/yang``."""
+    source = Path(__file__).resolve().parents[2] / "yang"
+    if (source / "netmig-topology.yang").is_file():
+        return source
+    return Path(sysconfig.get_path("data")) / "share" / "netmig" / "yang"
 
 
 def _ietf_dir() -> Path:
