@@ -14,6 +14,18 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 from netmig import xmlkit
+from netmig.codecs.acme_port import (
+    ACME_NS,
+    SLOT,
+    add_leaves,
+    check_port,
+    decode_lines,
+    encode_port,
+    flat_leaves,
+    int_or_none,
+    parse_dport,
+    parse_proto,
+)
 from netmig.codecs.base import (
     DI_CLASSES,
     Binding,
@@ -36,7 +48,6 @@ from netmig.codecs.base import (
 from netmig.errors import BundleError, UnsupportedPolicyError
 from netmig.model import (
     Acl,
-    AclRule,
     Action,
     DynamicInfo,
     FirewallRule,
@@ -44,7 +55,6 @@ from netmig.model import (
     NatStatic,
     PolicyKind,
     PortProfile,
-    Protocol,
     QosProfile,
     StaticPolicies,
     VmBundle,
@@ -56,9 +66,6 @@ from netmig.model.policy import to_enum
 
 __all__ = ["ACME_NS", "SLOT", "AcmeCodec"]
 
-ACME_NS = "urn:acme:yang:acme-fabric"
-SLOT = 1_000_000
-_PORT_RE = re.compile(r"ethernet-[0-9]{1,3}/[0-9]{1,3}\Z")
 _ZONE_RE = re.compile(r"[A-Za-z0-9_-]+\Z")
 _PORT_KINDS = frozenset({PolicyKind.ACL, PolicyKind.QOS, PolicyKind.PORT_PROFILE})
 # canonical DI kind -> (acme table, {canonical leaf: acme leaf})
@@ -159,20 +166,20 @@ class AcmeCodec:
         tenant, vni, qos, profile = ctx.tenant, None, None, None
         acls: tuple[Acl, ...] = ()
         if port is not None:
-            leaf = _flat(port)
+            leaf = flat_leaves(port)
             ctx.claims(leaf.get("owner"), True, f"port {ctx.port}")
             tenant = leaf.get("tenant") or tenant
-            vni = _int(leaf.get("segment-id"))
+            vni = int_or_none(leaf.get("segment-id"))
             profile = PortProfile(
-                _int(leaf.get("vlan")), _int(leaf.get("mtu-bytes")), _int(leaf.get("mac-limit"))
+                int_or_none(leaf.get("vlan")), int_or_none(leaf.get("mtu-bytes")), int_or_none(leaf.get("mac-limit"))
             )
-            police, burst = _int(leaf.get("police-kbps")), _int(leaf.get("burst-kb"))
+            police, burst = int_or_none(leaf.get("police-kbps")), int_or_none(leaf.get("burst-kb"))
             qos = QosProfile(
                 None if police is None else police * 1000,
                 None if burst is None else burst * 1000,
-                _int(leaf.get("mark-dscp")),
+                int_or_none(leaf.get("mark-dscp")),
             )
-            acls = _decode_lines(xmlkit.children(port, ACME_NS, "filter-line"))
+            acls = decode_lines(xmlkit.children(port, ACME_NS, "filter-line"))
         static = StaticPolicies(
             acl=acls,
             qos=qos,
@@ -203,11 +210,11 @@ class AcmeCodec:
         root = section(cfg, ACME_NS, "acme-fabric")
         vm, st = bundle.vm_id, bundle.static
         if bundle.kinds() & _PORT_KINDS:
-            _encode_port(root, bundle, ctx)
+            encode_port(root, bundle, ctx)
         if st.nat_static:
             nat = xmlkit.sub(root, ACME_NS, "nat")
             for n in st.nat_static:
-                _leaves(
+                add_leaves(
                     xmlkit.sub(nat, ACME_NS, "static"),
                     (("inside", n.internal_address), ("outside", n.external_address), ("owner", vm)),
                 )
@@ -220,7 +227,7 @@ class AcmeCodec:
             for m in st.lb_member:
                 group = xmlkit.sub(slb, ACME_NS, "group")
                 xmlkit.sub(group, ACME_NS, "name", m.pool)
-                _leaves(
+                add_leaves(
                     xmlkit.sub(group, ACME_NS, "real"),
                     (("ip", m.address), ("port", m.port), ("weight", m.weight), ("owner", vm)),
                 )
@@ -231,9 +238,9 @@ class AcmeCodec:
                     data = {names.get(k, k): v for k, v in to_dict(entry).items()}
                     for leaf in ("port",):
                         if leaf in data:
-                            _check_port(str(data[leaf]), kind.value)
+                            check_port(str(data[leaf]), kind.value)
                     el = xmlkit.sub(preload, ACME_NS, table)
-                    _leaves(
+                    add_leaves(
                         el, [*data.items(), ("owner", vm), ("valid-until", ctx.expires_at(expiry_of(entry)))]
                     )
         return cfg
@@ -267,7 +274,7 @@ class AcmeCodec:
             for m in st.lb_member:
                 group = xmlkit.sub(slb, ACME_NS, "group")
                 xmlkit.sub(group, ACME_NS, "name", m.pool)
-                _leaves(
+                add_leaves(
                     operation(xmlkit.sub(group, ACME_NS, "real"), "remove"),
                     (("ip", m.address), ("port", m.port)),
                 )
@@ -279,7 +286,7 @@ class AcmeCodec:
                 for entry in bundle.entries(kind):
                     data = {names.get(k, k): v for k, v in to_dict(entry).items()}
                     el = operation(xmlkit.sub(preload, ACME_NS, table), "remove")
-                    _leaves(el, [(k, data[k]) for k in _KEYS[kind]])
+                    add_leaves(el, [(k, data[k]) for k in _KEYS[kind]])
         return cfg
 
     def inventory(self, config: Element, state: Element | None = None) -> DeviceInventory:
@@ -290,32 +297,32 @@ class AcmeCodec:
         nat: list[NatMapping] = []
         lb: list[LbUse] = []
         for port in _all(cfg, "port"):
-            f = _flat(port)
+            f = flat_leaves(port)
             ports.append(
                 PortUse(
                     f.get("name", ""),
                     f.get("owner"),
                     f.get("tenant"),
-                    _int(f.get("vlan")),
-                    _int(f.get("segment-id")),
+                    int_or_none(f.get("vlan")),
+                    int_or_none(f.get("segment-id")),
                 )
             )
             names.update(
                 f"{f.get('owner', '')}.{line.findtext(xmlkit.qualify(ACME_NS, 'list-name'))}"
                 for line in xmlkit.children(port, ACME_NS, "filter-line")
             )
-        names.update(_flat(p).get("id", "") for p in _all(cfg, "security", "policy"))
+        names.update(flat_leaves(p).get("id", "") for p in _all(cfg, "security", "policy"))
         for s in _all(cfg, "nat", "static"):
-            f = _flat(s)
+            f = flat_leaves(s)
             nat.append(NatMapping(f.get("inside", ""), f.get("outside", ""), f.get("owner")))
         for group in _all(cfg, "slb", "group"):
             for real in xmlkit.children(group, ACME_NS, "real"):
-                f = _flat(real)
+                f = flat_leaves(real)
                 lb.append(
                     LbUse(
-                        _flat(group).get("name", ""),
+                        flat_leaves(group).get("name", ""),
                         f.get("ip", ""),
-                        _int(f.get("port")) or 0,
+                        int_or_none(f.get("port")) or 0,
                         f.get("owner"),
                     )
                 )
@@ -323,7 +330,7 @@ class AcmeCodec:
         for tree, root in (("preload", cfg), ("tables", state_root)):
             for kind, (table, _) in _TABLES.items():
                 for el in _all(root, tree, table):
-                    f = _flat(el)
+                    f = flat_leaves(el)
                     for leaf in ("mac", "ip", "inside", "src"):
                         if f.get(leaf):
                             bindings.append(Binding(kind, f[leaf].lower(), f.get("owner"), f.get("port", "")))
@@ -331,21 +338,6 @@ class AcmeCodec:
 
 
 # ------------------------------------------------------------------------------------ helpers
-
-
-def _int(text: str | None) -> int | None:
-    if text is None:
-        return None
-    try:
-        return int(text)
-    except ValueError as exc:
-        raise BundleError(f"acme-fabric: {text!r} is not an integer") from exc
-
-
-def _flat(el: Element) -> dict[str, str]:
-    return {
-        xmlkit.local_name(c): (c.text or "").strip() for c in el if isinstance(c.tag, str) and len(c) == 0
-    }
 
 
 def _all(root: Element | None, *steps: str) -> list[Element]:
@@ -356,121 +348,6 @@ def _all(root: Element | None, *steps: str) -> list[Element]:
 
 def _find(root: Element | None, name: str, key: str, value: str) -> Element | None:
     return next((el for el in _all(root, name) if xmlkit.text_of(el, ACME_NS, key) == value), None)
-
-
-def _leaves(parent: Element, items: Iterable[tuple[str, Any]]) -> None:
-    for name, value in items:
-        if value is not None:
-            xmlkit.sub(parent, ACME_NS, name, str(value))
-
-
-def _check_port(port: str, kind: str) -> None:
-    if not _PORT_RE.match(port):
-        raise UnsupportedPolicyError("acme", kind, f"port {port!r} is not an ACME port name (ethernet-N/M)")
-
-
-def _thousands(value: int | None, what: str, kind: str) -> int | None:
-    if value is None:
-        return None
-    if value % 1000:
-        raise UnsupportedPolicyError(
-            "acme", kind, f"{what} {value} is not a multiple of 1000 (no silent rounding)"
-        )
-    if value // 1000 > 0xFFFFFFFF:
-        raise UnsupportedPolicyError("acme", kind, f"{what} {value} exceeds the device's range")
-    return value // 1000
-
-
-def _proto(text: str, path: str) -> Protocol:
-    return Protocol.ANY if text == "ip" else to_enum(Protocol, text, f"{path}/proto")
-
-
-def _dport(low: int | None, high: int | None) -> str | None:
-    if low is None:
-        return None
-    return str(low) if high is None else f"{low}-{high}"
-
-
-def _parse_dport(text: str | None) -> tuple[int | None, int | None]:
-    if not text:
-        return None, None
-    low, sep, high = text.partition("-")
-    return int(low), (int(high) if sep else None)
-
-
-def _encode_port(root: Element, bundle: VmBundle, ctx: VmContext) -> None:
-    _check_port(ctx.port, "port-profile")
-    st = bundle.static
-    pp, qos = st.port_profile or PortProfile(), st.qos or QosProfile()
-    port = xmlkit.sub(root, ACME_NS, "port")
-    _leaves(
-        port,
-        (
-            ("name", ctx.port),
-            ("owner", bundle.vm_id),
-            ("tenant", bundle.identity.tenant or ctx.tenant),
-            ("vlan", pp.vlan),
-            ("segment-id", bundle.identity.vni),
-            ("mtu-bytes", pp.mtu),
-            ("police-kbps", _thousands(qos.rate_bps, "rate-bps", "qos")),
-            ("burst-kb", _thousands(qos.burst_bytes, "burst-bytes", "qos")),
-            ("mark-dscp", qos.dscp),
-            ("mac-limit", pp.max_macs),
-        ),
-    )
-    for slot, acl in enumerate(st.acl, start=1):
-        if not acl.rule:
-            raise UnsupportedPolicyError(
-                "acme", "acl", f"acl {acl.name} has no rules: a flat filter cannot hold it"
-            )
-        for rule in acl.rule:
-            seq = slot * SLOT + rule.sequence
-            if rule.sequence >= SLOT or seq > 0xFFFFFFFF:
-                raise UnsupportedPolicyError(
-                    "acme",
-                    "acl",
-                    f"acl {acl.name} rule {rule.sequence} does not fit a "
-                    f"filter-line seq (sequences below {SLOT}, at most 4293 lists)",
-                )
-            _leaves(
-                xmlkit.sub(port, ACME_NS, "filter-line"),
-                (
-                    ("seq", seq),
-                    ("list-name", acl.name),
-                    ("direction", "in" if acl.direction == "ingress" else "out"),
-                    ("verdict", "allow" if rule.action == "permit" else "block"),
-                    ("proto", "ip" if rule.protocol == "any" else rule.protocol.value),
-                    ("src", rule.source_prefix),
-                    ("dst", rule.destination_prefix),
-                    ("dport", _dport(rule.destination_port_min, rule.destination_port_max)),
-                ),
-            )
-
-
-def _decode_lines(lines: Iterable[Element]) -> tuple[Acl, ...]:
-    lists: dict[str, tuple[str, list[AclRule]]] = {}
-    for line in lines:
-        f = _flat(line)
-        name, seq = f.get("list-name", ""), _int(f.get("seq")) or 0
-        direction = {"in": "ingress", "out": "egress"}.get(f.get("direction", ""), "")
-        low, high = _parse_dport(f.get("dport"))
-        proto = f.get("proto", "ip")
-        rule = AclRule(
-            seq % SLOT,
-            Action.PERMIT if f.get("verdict") == "allow" else Action.DENY,
-            _proto(proto, f"filter-line[{seq}]"),
-            f.get("src"),
-            f.get("dst"),
-            low,
-            high,
-        )
-        known = lists.setdefault(name, (direction, []))
-        if known[0] != direction:
-            raise BundleError(
-                f"filter list {name!r} has lines in both directions: cannot be expressed canonically"
-            )
-        known[1].append(rule)
-    return tuple(Acl(name, d, tuple(rules)) for name, (d, rules) in lists.items())  # type: ignore[arg-type]
 
 
 def _encode_policy(el: Element, vm: str, rule: FirewallRule) -> None:
@@ -486,9 +363,9 @@ def _encode_policy(el: Element, vm: str, rule: FirewallRule) -> None:
                 "acme", "firewall-rule", f"rule {rule.name}: zones must both be set and match [A-Za-z0-9_-]+"
             )
         zones = f"{rule.from_zone}>{rule.to_zone}"
-    _leaves(el, (("id", f"{vm}.{rule.name}"), ("order", rule.sequence), ("zones", zones)))
+    add_leaves(el, (("id", f"{vm}.{rule.name}"), ("order", rule.sequence), ("zones", zones)))
     match = xmlkit.sub(el, ACME_NS, "match")
-    _leaves(
+    add_leaves(
         match,
         (
             ("proto", "ip" if rule.protocol == "any" else rule.protocol.value),
@@ -497,19 +374,19 @@ def _encode_policy(el: Element, vm: str, rule: FirewallRule) -> None:
             ("dport", rule.destination_port),
         ),
     )
-    _leaves(el, (("then", rule.action.value), ("owner", vm)))
+    add_leaves(el, (("then", rule.action.value), ("owner", vm)))
 
 
 def _decode_policies(cfg: Element | None, ctx: VmContext) -> Iterable[FirewallRule]:
     prefix = f"{ctx.vm_id}."
     for el in _all(cfg, "security", "policy"):
-        f = _flat(el)
+        f = flat_leaves(el)
         pid = f.get("id", "")
         if not ctx.claims(f.get("owner"), pid.startswith(prefix), f"security policy {pid}"):
             continue
         match = xmlkit.child(el, ACME_NS, "match")
-        m = _flat(match) if match is not None else {}
-        low, high = _parse_dport(m.get("dport"))
+        m = flat_leaves(match) if match is not None else {}
+        low, high = parse_dport(m.get("dport"))
         if high is not None:
             raise BundleError(
                 f"security policy {pid}: port range {m.get('dport')} cannot be expressed canonically"
@@ -519,10 +396,10 @@ def _decode_policies(cfg: Element | None, ctx: VmContext) -> Iterable[FirewallRu
         yield FirewallRule(
             pid[len(prefix) :] if pid.startswith(prefix) else pid,
             to_enum(Action, f.get("then", ""), f"security policy {pid}/then"),
-            _int(f.get("order")),
+            int_or_none(f.get("order")),
             src_zone or None,
             dst_zone or None,
-            _proto(proto, f"security policy {pid}"),
+            parse_proto(proto, f"security policy {pid}"),
             m.get("src"),
             m.get("dst"),
             low,
@@ -531,7 +408,7 @@ def _decode_policies(cfg: Element | None, ctx: VmContext) -> Iterable[FirewallRu
 
 def _decode_nat(cfg: Element | None, ctx: VmContext) -> Iterable[NatStatic]:
     for el in _all(cfg, "nat", "static"):
-        f = _flat(el)
+        f = flat_leaves(el)
         if ctx.claims(f.get("owner"), f.get("inside") in ctx.ips, f"nat static {f.get('inside')}"):
             yield NatStatic(f.get("inside", ""), f.get("outside", ""))
 
@@ -540,9 +417,9 @@ def _decode_slb(cfg: Element | None, ctx: VmContext) -> Iterable[LbMember]:
     for group in _all(cfg, "slb", "group"):
         name = xmlkit.text_of(group, ACME_NS, "name") or ""
         for real in xmlkit.children(group, ACME_NS, "real"):
-            f = _flat(real)
+            f = flat_leaves(real)
             if ctx.claims(f.get("owner"), f.get("ip") in ctx.ips, f"slb group {name} real {f.get('ip')}"):
-                yield LbMember(name, f.get("ip", ""), _int(f.get("port")) or 0, _int(f.get("weight")) or 1)
+                yield LbMember(name, f.get("ip", ""), int_or_none(f.get("port")) or 0, int_or_none(f.get("weight")) or 1)
 
 
 def _di_entries(
@@ -552,7 +429,7 @@ def _di_entries(
     back = {v: k for k, v in names.items()}
     out = []
     for el in _all(root, tree, table):
-        f = _flat(el)
+        f = flat_leaves(el)
         owner = f.pop("owner", None)
         f.pop("valid-until", None)
         entry = from_dict(cls, {back.get(k, k): v for k, v in f.items()}, f"acme-fabric/{tree}/{table}")
