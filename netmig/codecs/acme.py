@@ -171,7 +171,9 @@ class AcmeCodec:
             tenant = leaf.get("tenant") or tenant
             vni = int_or_none(leaf.get("segment-id"))
             profile = PortProfile(
-                int_or_none(leaf.get("vlan")), int_or_none(leaf.get("mtu-bytes")), int_or_none(leaf.get("mac-limit"))
+                int_or_none(leaf.get("vlan")),
+                int_or_none(leaf.get("mtu-bytes")),
+                int_or_none(leaf.get("mac-limit")),
             )
             police, burst = int_or_none(leaf.get("police-kbps")), int_or_none(leaf.get("burst-kb"))
             qos = QosProfile(
@@ -419,7 +421,8 @@ def _decode_slb(cfg: Element | None, ctx: VmContext) -> Iterable[LbMember]:
         for real in xmlkit.children(group, ACME_NS, "real"):
             f = flat_leaves(real)
             if ctx.claims(f.get("owner"), f.get("ip") in ctx.ips, f"slb group {name} real {f.get('ip')}"):
-                yield LbMember(name, f.get("ip", ""), int_or_none(f.get("port")) or 0, int_or_none(f.get("weight")) or 1)
+                port, weight = int_or_none(f.get("port")) or 0, int_or_none(f.get("weight")) or 1
+                yield LbMember(name, f.get("ip", ""), port, weight)
 
 
 def _di_entries(
