@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 from netconf_sim.engine import DeviceEngine
 from netconf_sim.fabricfile import DeviceSpec, FabricError, FabricSpec, load_fabric
+from netconf_sim.faults import DeviceFaults
 from netconf_sim.learned import LearnedTables
 from netconf_sim.profiles import PROFILES, Profile, populate
 from netconf_sim.runtime import DeviceRuntime
@@ -54,7 +55,11 @@ class Endpoint:
 
 
 class SimDevice:
-    """One simulated device: its spec, profile, engine, learned tables, runtime and (once started) server."""
+    """One simulated device: its spec, profile, engine, learned tables, runtime and (once started) server.
+
+    ``faults`` (:class:`netconf_sim.faults.DeviceFaults`) injects faults at run time:
+    ``fabric.device("b-fw1").faults.set(kind="rpc-error", operation="commit")``, ``.down()``, ``.up()``.
+    """
 
     def __init__(self, spec: DeviceSpec, profile: Profile, engine: DeviceEngine, learned: LearnedTables,
                  runtime: DeviceRuntime) -> None:
@@ -64,6 +69,23 @@ class SimDevice:
         self.learned = learned
         self.runtime = runtime
         self.server: DeviceServer | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.faults = DeviceFaults(spec.name, runtime, self)
+        runtime.faults = self.faults
+        self.faults.set(*spec.faults)
+        for datastore in spec.locks_held:
+            self.faults.hold_lock(datastore)
+
+    async def power_off(self, *, reboot: bool) -> None:
+        """Device down: listener closed, sessions dropped (see netconf_sim.faults for ``reboot``)."""
+        if self.server is not None and self.server.listening:
+            log.info("device %s down (%s)", self.name, "reboot" if reboot else "partition")
+            await self.server.stop(reboot=reboot)
+
+    async def power_on(self) -> None:
+        """Device back up on the same port and host key."""
+        if self.server is not None and not self.server.listening:
+            await self.server.start()
 
     @property
     def name(self) -> str:
@@ -94,10 +116,13 @@ class Fabric:
 
     def _build(self, dev: DeviceSpec, schemas: SchemaCache) -> SimDevice:
         profile = PROFILES[dev.profile]
+        deviations = tuple(p.stem.split("@", 1)[0] for p in dev.deviations)
         try:
-            schema = schemas.get(profile.modules, profile.merged_features(dev.features))
+            schema = schemas.get((*profile.modules, *deviations), profile.merged_features(dev.features),
+                                 extra_dirs=[p.parent for p in dev.deviations])
         except SchemaLoadError as exc:
-            raise FabricError([f"{self.spec.source}:0: devices.{dev.name}.profile: {exc}"]) from exc
+            key = "deviations" if deviations else "profile"
+            raise FabricError([f"{self.spec.source}:0: devices.{dev.name}.{key}: {exc}"]) from exc
         tables = profile.new_tables()
         for vm in dev.vms:
             populate(tables, vm)
@@ -147,6 +172,7 @@ class Fabric:
                                           authorized_keys=keys,
                                           host_key_path=self.state_dir / "keys" / dev.name)
                 dev.server = await start_device_server(listen, dev.engine, dev.runtime)
+                dev.loop = self.loop
         except OSError as exc:
             await self.stop()
             where = f"{self.spec.source}:0: devices.{dev.name}.port"

@@ -10,6 +10,8 @@ Format (keys are YAML mapping keys; ``?`` marks optional ones)::
         password: admin            # or  password-env: NAME_OF_ENV_VAR  (exactly one of the two)
         authorized-keys?: [keys/admin.pub]        # OpenSSH public key files, relative to the fabric file
         features?: {netmig-device: [firewall]}    # per-module feature list, replaces the profile's
+        deviations?: [yang/a-leaf1-deviations.yang]   # deviation modules (files relative to the fabric file,
+                                                  # named MODULE.yang or MODULE@REV.yang), implemented too
         config?: config/a-leaf1.xml               # initial config: XML file path or an inline XML string,
                                                   # root <config> or <data> in the NETCONF base namespace
         ports?: [eth1, eth2]       # port names; the profile's default config makes one interface each
@@ -23,6 +25,10 @@ Format (keys are YAML mapping keys; ``?`` marks optional ones)::
             nat-address?: 203.0.113.11    # external address used by NAT sessions
             learned?: {mac-entry: 1, arp-entry: 1, nd-entry: 0, dhcp-binding: 1,
                        nat-session: 2, firewall-session: 2}   # counts; defaults come from the profile
+        faults?:                   # injected faults (netconf_sim.faults), also settable at run time
+          - {kind: rpc-error, operation: confirming-commit, error-tag: operation-failed, nth: 1}
+          - {kind: latency, delay-s: 0.05}          # kind, operation?, error-tag?, nth?, delay-s?,
+          - {kind: lock-held, datastore: candidate} # size-bytes?, up-after-s?, reboot?, message?
     hosts?:                        # hypervisor hosts -> the device ports they hang off (informational)
       host-a1: [{device: a-leaf1, port: eth3}]
 
@@ -43,6 +49,7 @@ from typing import Any
 import yaml
 from lxml import etree
 
+from netconf_sim.faults import FaultRule, rule_from_mapping
 from netconf_sim.xml import NC_NS, XmlInputError, data_root, parse
 
 __all__ = [
@@ -59,7 +66,7 @@ DI_KINDS = ("mac-entry", "arp-entry", "nd-entry", "dhcp-binding", "nat-session",
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 _DEVICE_KEYS = {"profile", "port", "username", "password", "password-env", "authorized-keys", "features",
-                "config", "ports", "vms"}
+                "config", "ports", "vms", "deviations", "faults"}
 _VM_KEYS = {"vm-id", "port", "tenant", "vlan", "macs", "ips", "nat-address", "learned"}
 
 
@@ -97,8 +104,11 @@ class DeviceSpec:
     authorized_keys: tuple[Path, ...] = ()
     features: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     config: etree._Element | None = None
+    deviations: tuple[Path, ...] = ()  # YANG files of deviation modules this device implements
     ports: tuple[str, ...] = ()
     vms: tuple[VmSeed, ...] = ()
+    faults: tuple[FaultRule, ...] = ()      # per-rpc faults armed at start
+    locks_held: tuple[str, ...] = ()        # datastores a fake session holds locked at start
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +233,8 @@ class _Checker:
         key_nodes = self.seq(fields.get("authorized-keys"), f"{path}.authorized-keys")
         keys = tuple(self.existing_file(k, f"{path}.authorized-keys[{i}]") for i, k in enumerate(key_nodes))
         features = self.features(fields.get("features"), f"{path}.features")
+        deviations = tuple(self.yang_file(d, f"{path}.deviations[{i}]")
+                           for i, d in enumerate(self.seq(fields.get("deviations"), f"{path}.deviations")))
         config = self.config(fields.get("config"), f"{path}.config")
         ports = tuple(p for i, pn in enumerate(self.seq(fields.get("ports"), f"{path}.ports"))
                       if (p := self.string(pn, f"{path}.ports[{i}]")) is not None)
@@ -233,11 +245,14 @@ class _Checker:
         ids = [v.vm_id for v in vms]
         if len(set(ids)) != len(ids):
             self.problem(fields["vms"], f"{path}.vms", "duplicate vm-id")
+        faults, locks_held = self.faults(fields.get("faults"), f"{path}.faults")
         if len(self.problems) > before or profile is None or username is None or password is None:
             return None
         return DeviceSpec(name=name, profile=profile, username=username, password=password, port=port or 0,
                           authorized_keys=tuple(k for k in keys if k is not None), features=features,
-                          config=config, ports=ports, vms=vms)
+                          config=config, ports=ports, vms=vms,
+                          deviations=tuple(d for d in deviations if d is not None),
+                          faults=faults, locks_held=locks_held)
 
     def password(self, fields: dict[str, _Located], path: str, node: _Located) -> str | None:
         if "password" in fields and "password-env" in fields:
@@ -270,6 +285,32 @@ class _Checker:
             self.problem(node, path, f"no such file {text!r}")
             return None
         return file
+
+    def yang_file(self, node: _Located, path: str) -> Path | None:
+        file = self.existing_file(node, path)
+        if file is not None and file.suffix != ".yang":
+            self.problem(node, path, f"{file.name!r} is not a .yang file")
+            return None
+        return file
+
+    def faults(self, node: _Located | None, path: str) -> tuple[tuple[FaultRule, ...], tuple[str, ...]]:
+        rules: list[FaultRule] = []
+        locks: list[str] = []
+        for i, fnode in enumerate(self.seq(node, path)):
+            raw = {k: v.value for k, v in self.mapping(fnode, f"{path}[{i}]").items()}
+            if raw.get("kind") == "lock-held":
+                store = raw.get("datastore", "candidate")
+                if set(raw) - {"kind", "datastore"} or store not in ("candidate", "running", "startup"):
+                    self.problem(fnode, f"{path}[{i}]", "lock-held takes only datastore: candidate, "
+                                 "running or startup")
+                else:
+                    locks.append(store)
+                continue
+            try:
+                rules.append(rule_from_mapping(raw))
+            except ValueError as exc:
+                self.problem(fnode, f"{path}[{i}]", str(exc))
+        return tuple(rules), tuple(locks)
 
     def features(self, node: _Located | None, path: str) -> dict[str, tuple[str, ...]]:
         if node is None:

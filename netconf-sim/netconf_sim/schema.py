@@ -389,7 +389,7 @@ class SchemaCache:
     def get(self, modules: Iterable[str | tuple[str, str | None]],
             features: Mapping[str, Iterable[str]] | None = None, *,
             extra_dirs: Sequence[Path] = ()) -> Schema:
-        """The schema of ``modules``; ``extra_dirs`` are searched first (e.g. a device's deviation modules)."""
+        """The schema of ``modules``; ``extra_dirs`` are searched first (a device's deviation modules)."""
         mods = sorted((m, None) if isinstance(m, str) else (m[0], m[1]) for m in modules)
         feats = {k: sorted(v) for k, v in (features or {}).items()}
         dirs = [Path(d) for d in dict.fromkeys(str(d) for d in extra_dirs)]
