@@ -16,7 +16,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -117,7 +117,7 @@ class NetworkTransaction:
     def __init__(self, changes: Sequence[DeviceChange], *, ssh: SshPolicy | None = None,
                  timeouts: Timeouts | None = None, commit: CommitPolicy | None = None,
                  on_step: StepHook | None = None, max_workers: int | None = None,
-                 session_factory: SessionFactory | None = None) -> None:
+                 session_factory: SessionFactory | None = None, owns_sessions: bool = True) -> None:
         names = [c.endpoint.name for c in changes]
         if len(set(names)) != len(names):
             raise ValueError(f"a device appears twice in the change set: {sorted(names)}")
@@ -128,6 +128,9 @@ class NetworkTransaction:
         self._on_step = on_step
         self._workers = max(1, min(max_workers or 32, len(self.changes) or 1))
         self._factory = session_factory or self._default_session
+        # False: the factory hands out sessions someone else owns (a SessionPool); leave them open.
+        self._owns_sessions = owns_sessions if session_factory is not None else True
+        self._staged: list[_Device] | None = None
         self._abort = threading.Event()
         # Fresh per device per transaction; public so a journal can record them before anything is sent.
         self.persist_ids = {name: secrets.token_hex(16) for name in names}
@@ -151,9 +154,68 @@ class NetworkTransaction:
         """
         devices = [_Device(c, self.persist_ids[c.endpoint.name]) for c in self.changes]
         self._abort.clear()
+        return self._complete(devices, stage=True)
+
+    def stage(self) -> None:
+        """Phase one of a two-phase run: connect, check, lock, discard, edit, validate; keep it staged.
+
+        Every candidate is left locked and holding the change; :meth:`commit_staged` finishes the
+        transaction, :meth:`release` discards it. A failure discards everywhere and raises like :meth:`run`.
+        """
+        if self._staged is not None:
+            raise RuntimeError("already staged")
+        devices = [_Device(c, self.persist_ids[c.endpoint.name]) for c in self.changes]
+        self._abort.clear()
+        try:
+            self._phase("prepare", devices, self._prepare)
+        except _PhaseFailed:
+            self._phase("rollback", devices, self._rollback, stop_on_failure=False)
+            self._close_all(devices)
+            raise self._rolled_back(devices) from None
+        except BaseException:
+            self._abort.set()
+            self._phase("rollback", devices, self._rollback, stop_on_failure=False)
+            self._close_all(devices)
+            raise
+        self._staged = devices
+
+    def commit_staged(self, updates: Mapping[str, DeviceChange] | None = None) -> tuple[DeviceOutcome, ...]:
+        """Phase two: add each device's update (an edit merged onto the staged candidate; its ``verify``
+        replaces the staged one), validate again, then commit confirmed, verify and confirm as :meth:`run`.
+        """
+        devices, self._staged = self._staged, None
+        if devices is None:
+            raise RuntimeError("nothing staged")
+        self._abort.clear()
+        extra = dict(updates or {})
+        unknown = sorted(set(extra) - {d.name for d in devices})
+        if unknown:
+            self._phase("rollback", devices, self._rollback, stop_on_failure=False)
+            self._close_all(devices)
+            raise ValueError(f"update for devices that were not staged: {unknown}")
+        for dev in devices:
+            if dev.name in extra:
+                dev.change = extra[dev.name]
+        return self._complete(devices, stage=False, extra=set(extra))
+
+    def release(self) -> None:
+        """Give up a staged transaction: discard every candidate and unlock."""
+        devices, self._staged = self._staged, None
+        if devices is None:
+            return
+        try:
+            self._phase("rollback", devices, self._rollback, stop_on_failure=False)
+        finally:
+            self._close_all(devices)
+
+    def _complete(self, devices: list[_Device], *, stage: bool,
+                  extra: set[str] | frozenset[str] = frozenset()) -> tuple[DeviceOutcome, ...]:
         try:
             try:
-                self._phase("prepare", devices, self._prepare)
+                if stage:
+                    self._phase("prepare", devices, self._prepare)
+                elif extra:
+                    self._phase("update", [d for d in devices if d.name in extra], self._update)
                 self._phase("commit", devices, self._commit_confirmed)
                 if self.commit_policy.verify:
                     self._phase("verify", devices, self._verify)
@@ -250,6 +312,15 @@ class NetworkTransaction:
             self._step(dev, Step.VALIDATE, lambda: s.validate("candidate"), DevicePhase.VALIDATED)
         elif mode == "inline":
             self._step(dev, Step.VALIDATE, lambda: s.validate(change.edit), DevicePhase.VALIDATED)
+
+    def _update(self, dev: _Device) -> None:
+        s = self._session(dev)
+        change = dev.change
+        if len(change.edit):
+            self._step(dev, Step.EDIT, lambda: s.edit_config("candidate", change.edit), DevicePhase.EDITED)
+        mode = change.endpoint.quirks.validate
+        if mode == "candidate":
+            self._step(dev, Step.VALIDATE, lambda: s.validate("candidate"), DevicePhase.VALIDATED)
 
     def _commit_confirmed(self, dev: _Device) -> None:
         s = self._session(dev)
@@ -349,7 +420,7 @@ class NetworkTransaction:
 
     def _close_all(self, devices: list[_Device]) -> None:
         for dev in devices:
-            if dev.session is not None:
+            if dev.session is not None and self._owns_sessions:
                 dev.session.close()
 
     def _outcomes(self, devices: list[_Device]) -> tuple[DeviceOutcome, ...]:
