@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -26,6 +27,7 @@ from netmig.model import VmBundle
 from netmig.netconf.session import DeviceSession
 from netmig.options import MigrationOptions
 from netmig.pull import SourceDevice, pull_sources
+from netmig.settings import SshPolicy, Timeouts
 from netmig.topology.model import Topology
 from netmig.topology.resolve import MigrationPlan
 from netmig.transaction import DeviceChange, NetworkTransaction, PlannedChange, StepHook
@@ -33,6 +35,7 @@ from netmig.translate import TranslationRules, translate
 
 if TYPE_CHECKING:
     from netmig.journal_hook import MigrationRecorder
+    from netmig.sessionpool import SessionPool
 
 __all__ = ["DryRun", "PreparedMigration", "prepare", "run_centralized", "verifier"]
 
@@ -154,16 +157,29 @@ def _check_one(name: str, handle: DeviceHandle, session: DeviceSession, bundle: 
     return result, existing
 
 
+def _sessions(handles: list[DeviceHandle], *, ssh: SshPolicy, timeouts: Timeouts,
+              pool: SessionPool | None) -> AbstractContextManager[Mapping[str, DeviceSession]]:
+    """Fresh sessions closed on exit, or (with a pool) the pool's open sessions, left open."""
+    if pool is None:
+        return open_sessions(handles, ssh=ssh, timeouts=timeouts)
+    pool.open_all(h.endpoint for h in handles)
+    return nullcontext({h.name: pool.get(h.endpoint) for h in handles})
+
+
 def prepare(plan: MigrationPlan, topology: Topology, options: MigrationOptions, *,
-            environ: Mapping[str, str] | None = None, on_step: StepHook | None = None) -> PreparedMigration:
-    """Pull, translate, check and encode: everything short of changing a device."""
+            environ: Mapping[str, str] | None = None, on_step: StepHook | None = None,
+            pool: SessionPool | None = None) -> PreparedMigration:
+    """Pull, translate, check and encode: everything short of changing a device.
+
+    With a ``pool`` (netmig.sessionpool) the sessions are reused and stay open for the next phase.
+    """
     timings: dict[str, float] = {}
     now = datetime.now(UTC)
     ssh = ssh_policy_for(topology, options.ssh)
     handles = handles_for((*plan.source_devices, *plan.destination_devices), environ)
     started = time.perf_counter()
-    with open_sessions([handles[d.name] for d in plan.source_devices], ssh=ssh,
-                       timeouts=options.timeouts) as sessions:
+    with _sessions([handles[d.name] for d in plan.source_devices], ssh=ssh, timeouts=options.timeouts,
+                   pool=pool) as sessions:
         ctx, pulled = _pull(plan, handles, sessions, now=now, ttl_s=options.seed_ttl_s, on_step=on_step)
     timings["pull"] = (time.perf_counter() - started) * 1000
 
@@ -179,9 +195,9 @@ def prepare(plan: MigrationPlan, topology: Topology, options: MigrationOptions, 
         contexts[name] = VmContext(plan.vm_id, port, macs=ctx.macs, ips=ctx.ips,
                                    tenant=bundle.identity.tenant or ctx.tenant, vlan=vlan, now=now,
                                    default_ttl_s=options.seed_ttl_s)
-    with open_sessions([handles[n] for n in routed], ssh=ssh, timeouts=options.timeouts) as sessions, \
-            ThreadPoolExecutor(max_workers=max(1, min(16, len(routed)))) as pool:
-        futures = {n: pool.submit(_check_one, n, handles[n], sessions[n], b, contexts[n], options)
+    with _sessions([handles[n] for n in routed], ssh=ssh, timeouts=options.timeouts, pool=pool) as sessions, \
+            ThreadPoolExecutor(max_workers=max(1, min(16, len(routed)))) as workers:
+        futures = {n: workers.submit(_check_one, n, handles[n], sessions[n], b, contexts[n], options)
                    for n, b in routed.items()}
         checked = {n: f.result() for n, f in futures.items()}
     checks = {n: c for n, (c, _) in checked.items()}
