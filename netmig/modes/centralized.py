@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from netmig.check import CheckResult, check_destination, delta
 from netmig.codecs.base import DeviceCodec, Element, VmContext
 from netmig.devices import DeviceHandle, handles_for, open_sessions, ssh_policy_for
-from netmig.errors import BundleError, PolicyConflictError
+from netmig.errors import BundleError, PolicyConflictError, TransactionError
 from netmig.feedback import DeviceOutcome, MigrationResult, Outcome
 from netmig.model import VmBundle
 from netmig.netconf.session import DeviceSession
@@ -220,46 +220,93 @@ def prepare(plan: MigrationPlan, topology: Topology, options: MigrationOptions, 
 
 def run_centralized(plan: MigrationPlan, topology: Topology, options: MigrationOptions, *,
                     migration_id: str, environ: Mapping[str, str] | None = None,
-                    on_step: StepHook | None = None) -> MigrationResult | DryRun:
-    """Migrate in the centralized mode; raises a TransactionError subclass when it fails."""
+                    on_step: StepHook | None = None,
+                    recorder: MigrationRecorder | None = None) -> MigrationResult | DryRun:
+    """Migrate in the centralized mode; raises a TransactionError subclass when it fails.
+
+    With a ``recorder`` the migration is journaled (begun after the read-only preparation, before the
+    first change) with a plan that lets recovery and rollback act without this process.
+    """
+    from netmig.journal_hook import journal_plan
+    from netmig.recovery import patient_sessions
+
     prepared = prepare(plan, topology, options, environ=environ, on_step=on_step)
     ssh = ssh_policy_for(topology, options.ssh)
+    hook = recorder.stage("apply", on_step) if recorder is not None else None
     txn = NetworkTransaction(prepared.changes, ssh=ssh, timeouts=options.timeouts, commit=options.commit,
-                             on_step=on_step)
+                             on_step=hook or on_step, session_factory=patient_sessions(ssh, options.timeouts))
     if options.dry_run:
         return DryRun(prepared, txn.dry_run())
+    if recorder is not None and hook is not None:
+        hook.persist_ids = txn.persist_ids
+        cleanup = _cleanup_contexts(prepared) if options.cleanup_source else {}
+        handles = handles_for((*plan.source_devices, *plan.destination_devices), environ)
+        names = [c.endpoint.name for c in prepared.changes] + sorted(cleanup)
+        recorder.begin(names or sorted(handles), journal_plan(prepared, handles, cleanup, options=options,
+                                                              ssh=ssh, persist_ids=txn.persist_ids))
     started = time.perf_counter()
-    outcomes: tuple[DeviceOutcome, ...] = txn.run()
+    try:
+        outcomes: tuple[DeviceOutcome, ...] = txn.run()
+    except TransactionError as exc:
+        if hook is not None:
+            hook.results(exc.outcomes)
+        raise
+    if hook is not None and recorder is not None:
+        hook.results(outcomes)
+        recorder.applied = True
     timings = dict(prepared.timings_ms)
     timings["apply"] = (time.perf_counter() - started) * 1000
     for phase, ms in txn.timings_ms.items():
         timings[f"apply.{phase}"] = ms
     if options.cleanup_source:
         started = time.perf_counter()
-        outcomes += cleanup_source(prepared, topology, options, environ=environ, on_step=on_step)
+        outcomes += cleanup_source(prepared, topology, options, environ=environ, on_step=on_step,
+                                   recorder=recorder)
         timings["cleanup-source"] = (time.perf_counter() - started) * 1000
     return MigrationResult(migration_id, plan.vm_id, options.mode.value, Outcome.SUCCESS, outcomes,
                            prepared.moved, prepared.dropped, timings, prepared.conflicts)
 
 
-def cleanup_source(prepared: PreparedMigration, topology: Topology, options: MigrationOptions, *,
-                   environ: Mapping[str, str] | None = None,
-                   on_step: StepHook | None = None) -> tuple[DeviceOutcome, ...]:
-    """Remove the VM's entries from its source devices in a second confirmed transaction."""
+def _cleanup_contexts(prepared: PreparedMigration) -> dict[str, VmContext]:
+    """The source devices cleanup-source changes, each with the context its removal is encoded in."""
     plan = prepared.plan
-    handles = handles_for(plan.source_devices, environ)
     staying = {d.name for d in plan.destination_devices}
-    changes = []
+    contexts = {}
     for name, bundle in sorted(prepared.pulled.items()):
         if name in staying:  # also a destination (same upper layer or middlebox): it keeps the VM's part
             continue
-        handle = handles[name]
         port = plan.source.port if name == plan.source.bridge.name else ""
-        ctx = VmContext(plan.vm_id, port, macs=bundle.identity.mac, ips=bundle.identity.ip)
+        contexts[name] = VmContext(plan.vm_id, port, macs=bundle.identity.mac, ips=bundle.identity.ip)
+    return contexts
+
+
+def cleanup_source(prepared: PreparedMigration, topology: Topology, options: MigrationOptions, *,
+                   environ: Mapping[str, str] | None = None, on_step: StepHook | None = None,
+                   recorder: MigrationRecorder | None = None) -> tuple[DeviceOutcome, ...]:
+    """Remove the VM's entries from its source devices in a second confirmed transaction."""
+    from netmig.journal_hook import CLEANUP_STAGE
+    from netmig.recovery import patient_sessions
+
+    plan = prepared.plan
+    handles = handles_for(plan.source_devices, environ)
+    changes = []
+    for name, ctx in _cleanup_contexts(prepared).items():
+        bundle, handle = prepared.pulled[name], handles[name]
         removal = handle.codec.encode_removal(bundle, ctx)
         empty = VmBundle(plan.vm_id)
         changes.append(DeviceChange(handle.endpoint, removal, verifier(handle.codec, empty, ctx),
                                     verify_filter=handle.codec.config_filter(ctx)))
-    txn = NetworkTransaction(changes, ssh=ssh_policy_for(topology, options.ssh), timeouts=options.timeouts,
-                             commit=options.commit, on_step=on_step)
-    return txn.run()
+    ssh = ssh_policy_for(topology, options.ssh)
+    hook = recorder.stage(CLEANUP_STAGE, on_step) if recorder is not None else None
+    txn = NetworkTransaction(changes, ssh=ssh, timeouts=options.timeouts, commit=options.commit,
+                             on_step=hook or on_step, session_factory=patient_sessions(ssh, options.timeouts))
+    if hook is None:
+        return txn.run()
+    hook.persist_ids = txn.persist_ids
+    try:
+        outcomes = txn.run()
+    except TransactionError as exc:
+        hook.results(exc.outcomes)
+        raise
+    hook.results(outcomes)
+    return outcomes
