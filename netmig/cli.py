@@ -16,10 +16,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TextIO
 
+from netmig import cli_journal
 from netmig.api import migrate, new_migration_id
 from netmig.check import ConflictPolicy
 from netmig.errors import InputError, NetmigError, TransactionError
 from netmig.feedback import MigrationResult
+from netmig.journal import SqliteJournal
 from netmig.model import PolicyKind
 from netmig.modes.centralized import DryRun
 from netmig.options import MigrationOptions, Mode
@@ -84,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="known_hosts to verify device keys with")
     mig.add_argument("--no-host-key-check", action="store_true",
                      help="do not verify SSH host keys (throw-away labs only; prints a warning)")
+    cli_journal.add_journal_option(mig, allow_off=True)
+    cli_journal.register(sub)
     return parser
 
 
@@ -156,10 +160,12 @@ def _run_migrate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             topology, environ = lab.topology, lab.environ
         else:
             topology = load_topology(args.topology)
+        journal = None if args.no_journal or args.dry_run else stack.enter_context(
+            SqliteJournal(cli_journal.journal_path(args)))
         try:
             result = migrate(args.vm, source=args.source, destination=args.destination, topology=topology,
                              options=options, environ=environ, on_step=progress.step,
-                             migration_id=migration_id)
+                             migration_id=migration_id, journal=journal)
         except NetmigError as exc:
             progress.close()
             if args.json:
@@ -184,6 +190,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, stream=stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        if args.command in cli_journal.COMMANDS:
+            return cli_journal.run(args, stdout, stderr)
         return _run_migrate(args, stdout, stderr)
     except TransactionError as exc:
         stderr.write(f"FAIL  {args.vm}: {exc}\n")
