@@ -20,6 +20,12 @@ import pytest
 EXAMPLE_FABRIC = Path(__file__).resolve().parents[1] / "examples" / "two-site" / "fabric.yaml"
 
 
+@pytest.fixture(autouse=True)
+def _private_netmig_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own NETMIG_HOME, so the CLI's default journal is never shared between tests."""
+    monkeypatch.setenv("NETMIG_HOME", str(tmp_path_factory.mktemp("netmig-home")))
+
+
 @pytest.fixture(scope="session")
 def schema_cache() -> Any:
     """One SchemaCache for the whole run: each profile's YANG is loaded once."""
