@@ -23,7 +23,7 @@ from netmig.codecs.base import DeviceCodec, Element, VmContext
 from netmig.devices import DeviceHandle, handles_for, open_sessions, ssh_policy_for
 from netmig.errors import BundleError, PolicyConflictError, TransactionError
 from netmig.feedback import DeviceOutcome, MigrationResult, Outcome
-from netmig.model import VmBundle
+from netmig.model import PolicyKind, VmBundle
 from netmig.netconf.session import DeviceSession
 from netmig.options import MigrationOptions
 from netmig.pull import SourceDevice, pull_sources
@@ -168,10 +168,12 @@ def _sessions(handles: list[DeviceHandle], *, ssh: SshPolicy, timeouts: Timeouts
 
 def prepare(plan: MigrationPlan, topology: Topology, options: MigrationOptions, *,
             environ: Mapping[str, str] | None = None, on_step: StepHook | None = None,
-            pool: SessionPool | None = None) -> PreparedMigration:
+            pool: SessionPool | None = None, kinds: frozenset[PolicyKind] | None = None) -> PreparedMigration:
     """Pull, translate, check and encode: everything short of changing a device.
 
     With a ``pool`` (netmig.sessionpool) the sessions are reused and stay open for the next phase.
+    ``kinds`` limits what moves this way (the middle and distributed modes move DI by other means and
+    prepare only the static policies here).
     """
     timings: dict[str, float] = {}
     now = datetime.now(UTC)
@@ -181,6 +183,8 @@ def prepare(plan: MigrationPlan, topology: Topology, options: MigrationOptions, 
     with _sessions([handles[d.name] for d in plan.source_devices], ssh=ssh, timeouts=options.timeouts,
                    pool=pool) as sessions:
         ctx, pulled = _pull(plan, handles, sessions, now=now, ttl_s=options.seed_ttl_s, on_step=on_step)
+    if kinds is not None:
+        pulled = {name: bundle.only(kinds) for name, bundle in pulled.items()}
     timings["pull"] = (time.perf_counter() - started) * 1000
 
     started = time.perf_counter()
