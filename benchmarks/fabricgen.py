@@ -68,14 +68,15 @@ class GeneratedFabric:
 def _vm(i: int, leaves: int, n_ips: int) -> VmSpec:
     base = int(ipaddress.IPv4Address("10.100.0.0")) + i * 16
     ips = tuple(str(ipaddress.IPv4Address(base + 1 + k)) for k in range(n_ips))
-    mac = "52:54:%02x:%02x:%02x:%02x" % ((i >> 24) & 255, (i >> 16) & 255, (i >> 8) & 255, i & 255)
+    mac = "52:54:" + ":".join(f"{(i >> shift) & 255:02x}" for shift in (24, 16, 8, 0))
     return VmSpec(f"vm-{i:05d}", i % leaves, f"p{i // leaves + 1}", mac, ips, 100 + i % 50)
 
 
 def _leaf_bundle(vm: VmSpec, rules: int) -> VmBundle:
     ip = vm.ips[0]
     acl_rules = [{"sequence": 10 * (k + 1), "action": "permit", "protocol": "tcp",
-                  "destination-prefix": f"{ip}/32", "destination-port-min": 1000 + k} for k in range(rules - 1)]
+                  "destination-prefix": f"{ip}/32", "destination-port-min": 1000 + k}
+                 for k in range(rules - 1)]
     acl_rules.append({"sequence": 10 * rules, "action": "deny", "protocol": "any"})
     return from_dict(VmBundle, {
         "vm-id": vm.vm_id, "identity": {"tenant": "blue", "mac": [vm.mac], "ip": list(vm.ips)},
@@ -170,7 +171,7 @@ def generate(vms: int, *, leaves: int = 14, rules: int = 3, nat: int = 1, ips: i
         vm = specs[i]
         seeds.setdefault(f"b-leaf{vm.leaf:02d}", []).append(
             {"vm-id": f"squatter-{i:05d}", "port": vm.b_port, "tenant": "red", "vlan": 3000,
-             "macs": ["52:54:ff:00:%02x:%02x" % ((i >> 8) & 255, i & 255)]})
+             "macs": [f"52:54:ff:00:{(i >> 8) & 255:02x}:{i & 255:02x}"]})
     devices: dict[str, Any] = {}
 
     def device(name: str, profile: str, dev_ports: list[str] | None = None) -> None:
