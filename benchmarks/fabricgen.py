@@ -111,7 +111,7 @@ def _strip(el: etree._Element) -> etree._Element:
 def _identity(el: etree._Element) -> tuple[str, str | None]:
     first = next(iter(el), None)
     if first is not None and len(first) == 0:
-        return (str(el.tag), f"{first.tag}={first.text}")
+        return (str(el.tag), f"{first.tag!s}={first.text}")
     return (str(el.tag), None)
 
 
@@ -152,14 +152,14 @@ def generate(vms: int, *, leaves: int = 14, rules: int = 3, nat: int = 1, ips: i
     configs["a-fw1"] = base("ietf-fw", ["inside", "outside"])
     nat_s, fw_s = learned_fw
     for vm in specs:
-        leaf = f"a-leaf{vm.leaf:02d}"
+        leaf_name = f"a-leaf{vm.leaf:02d}"
         ctx = VmContext(vm.vm_id, vm.port, macs=(vm.mac,), ips=vm.ips, tenant="blue", vlan=vm.vlan, now=now)
-        merge_config(configs[leaf], _strip(ietf.encode(_leaf_bundle(vm, rules), ctx)))
+        merge_config(configs[leaf_name], _strip(ietf.encode(_leaf_bundle(vm, rules), ctx)))
         if nat:
             fctx = VmContext(vm.vm_id, "", macs=(vm.mac,), ips=vm.ips, tenant="blue", vlan=vm.vlan, now=now)
             merge_config(configs["a-fw1"], _strip(ietf.encode(_fw_bundle(vm, nat), fctx)))
         common = {"vm-id": vm.vm_id, "vlan": vm.vlan, "macs": [vm.mac], "ips": list(vm.ips)}
-        seeds.setdefault(leaf, []).append({**common, "port": vm.port, "tenant": "blue",
+        seeds.setdefault(leaf_name, []).append({**common, "port": vm.port, "tenant": "blue",
                                            "learned": {"mac-entry": 1, "arp-entry": 1, "nd-entry": 0,
                                                        "dhcp-binding": 1}})
         seeds.setdefault("a-spine1", []).append({**common, "learned": {"mac-entry": 1, "arp-entry": 1,
