@@ -1,0 +1,271 @@
+"""Mass migration: many VMs moved at once, grouped per destination device (group commit), with per-VM
+feedback (issue 7).
+
+1. Prepare every VM (pull, translate, check, encode) with ``workers`` threads, each owning a
+   :class:`~netmig.sessionpool.SessionPool` so a device's session is reused for every VM that thread
+   handles and never shared between threads. A VM whose checks fail (conflict, unsupported policy,
+   unknown VM, unreachable source) is left out and reported FAIL with its reason; the others go on.
+   Two VMs of the batch claiming the same destination port: the second is left out as a conflict.
+2. Group commit: the VMs are cut into groups of at most ``group_size``; per group, each destination
+   device receives ONE edit-config holding every VM's change for it and ONE confirmed commit, all
+   devices of the group in one network-wide transaction (parallel across devices, at most
+   ``device_parallelism`` at a time), verified against every VM's intent, then confirmed.
+   A group that fails is rolled back as a whole: its VMs are FAIL with the transaction's reason.
+
+Per-VM ``suspension_ms`` is the time of the VM's group transaction (the VMs of a group resume together).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from netmig.errors import InputError, NetmigError, TransactionError
+from netmig.feedback import Outcome
+from netmig.modes.centralized import PreparedMigration
+from netmig.modes.centralized import prepare as prepare_centralized
+from netmig.options import MigrationOptions, Mode
+from netmig.sessionpool import SessionPool
+from netmig.topology import load_topology, resolve
+from netmig.topology.model import Topology
+from netmig.transaction import DeviceChange, NetworkTransaction
+from netmig.xmlkit import Element, element
+
+__all__ = ["BatchItem", "BatchResult", "VmResult", "load_batch", "migrate_many"]
+
+log = logging.getLogger(__name__)
+_NC_NS = "urn:ietf:params:xml:ns:netconf:base:1.0"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    """One VM of a batch: its id, the host it leaves, the host it lands on."""
+
+    vm: str
+    source: str
+    destination: str
+
+
+@dataclass(frozen=True, slots=True)
+class VmResult:
+    """Per-VM feedback of a batch."""
+
+    vm: str
+    outcome: Outcome
+    error: str | None = None
+    devices: tuple[str, ...] = ()
+    group: int | None = None
+    suspension_ms: float | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"vm": self.vm, "outcome": self.outcome.value, "error": self.error,
+                "devices": list(self.devices), "group": self.group,
+                "suspension_ms": None if self.suspension_ms is None else round(self.suspension_ms, 3)}
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    results: tuple[VmResult, ...]
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+    sessions_opened: int = 0
+
+    @property
+    def succeeded(self) -> tuple[str, ...]:
+        return tuple(r.vm for r in self.results if r.outcome is Outcome.SUCCESS)
+
+    @property
+    def failed(self) -> tuple[VmResult, ...]:
+        return tuple(r for r in self.results if r.outcome is not Outcome.SUCCESS)
+
+
+def load_batch(path: str | Path) -> tuple[BatchItem, ...]:
+    """Read a batch file: CSV (``vm,from,to`` with that header) or YAML (a list of {vm, from, to})."""
+    file = Path(path)
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise InputError(f"{file}: cannot read the batch file: {exc.strerror or exc}") from exc
+    rows: list[Mapping[str, object]]
+    if file.suffix.lower() == ".csv":
+        rows = list(csv.DictReader(text.splitlines()))
+    else:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise InputError(f"{file}: not YAML: {exc}") from exc
+        if isinstance(data, dict) and "vms" in data:
+            data = data["vms"]
+        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+            raise InputError(f"{file}: a batch is a list of {{vm, from, to}} mappings")
+        rows = data
+    items = []
+    for n, row in enumerate(rows, 1):
+        values = [row.get(k) for k in ("vm", "from", "to")]
+        if not all(isinstance(v, str) and v for v in values):
+            raise InputError(f"{file}: entry {n}: needs vm, from and to (strings)")
+        items.append(BatchItem(*(str(v) for v in values)))
+    names = [i.vm for i in items]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise InputError(f"{file}: VM listed twice: {', '.join(dup)}")
+    return tuple(items)
+
+
+def _merge(into: Element, other: Element) -> None:
+    """Merge one ``<config>`` into another: containers by name, list entries by their leaves."""
+    def ident(el: Element) -> tuple[str, str | None]:
+        # a list entry is told by its leaves (keys first; two VMs never send the same entry: they would
+        # have conflicted), a container by its name alone
+        leaves = [f"{c.tag!s}={c.text}" for c in el if isinstance(c.tag, str) and len(c) == 0]
+        return (str(el.tag), "|".join(leaves) if leaves else None)
+
+    index = {ident(c): c for c in into if isinstance(c.tag, str)}
+    for child in list(other):
+        if not isinstance(child.tag, str):
+            continue
+        same = index.get(ident(child))
+        if same is None or len(child) == 0:
+            into.append(child)
+            index[ident(child)] = child
+        else:
+            for name, value in child.attrib.items():
+                same.set(name, value)
+            _merge(same, child)
+
+
+def _group_changes(members: Sequence[PreparedMigration]) -> list[DeviceChange]:
+    """One DeviceChange per destination device holding every member VM's edit and verifier."""
+    edits: dict[str, Element] = {}
+    verifiers: dict[str, list[Callable[[Element], list[str]]]] = {}
+    first: dict[str, DeviceChange] = {}
+    for prepared in members:
+        for change in prepared.changes:
+            name = change.endpoint.name
+            first.setdefault(name, change)
+            root = edits.setdefault(name, element(_NC_NS, "config"))
+            _merge(root, _copy(change.edit))
+            verifiers.setdefault(name, []).append(change.verify)
+    changes = []
+    for name, root in sorted(edits.items()):
+        checks = verifiers[name]
+
+        def verify(running: Element, checks: list[Callable[[Element], list[str]]] = checks) -> list[str]:
+            return [problem for check in checks for problem in check(running)]
+        base = first[name]
+        changes.append(DeviceChange(base.endpoint, root, verify, None, base.modules, base.features))
+    return changes
+
+
+def _copy(el: Element) -> Element:
+    from copy import deepcopy
+    return deepcopy(el)
+
+
+def _claims(prepared: PreparedMigration) -> set[tuple[str, str]]:
+    plan = prepared.plan
+    return {(plan.destination.bridge.name, plan.destination.port)}
+
+
+def migrate_many(items: Iterable[BatchItem], *, topology: Topology | str | Path,
+                 options: MigrationOptions | None = None, environ: Mapping[str, str] | None = None,
+                 workers: int = 4, group_size: int = 1000, device_parallelism: int = 16,
+                 on_vm: Callable[[VmResult], None] | None = None) -> BatchResult:
+    """Migrate many VMs with group commits per destination device; never raises for one VM's failure."""
+    opts = options if options is not None else MigrationOptions()
+    if opts.mode is not Mode.CENTRALIZED or opts.dry_run or opts.cleanup_source:
+        raise InputError("a batch runs in the centralized mode, without --dry-run or --cleanup-source")
+    topo = topology if isinstance(topology, Topology) else load_topology(topology)
+    todo = list(items)
+    from netmig.devices import ssh_policy_for
+    ssh = ssh_policy_for(topo, opts.ssh)
+    results: dict[str, VmResult] = {}
+    lock = threading.Lock()
+    local = threading.local()
+    pools: list[SessionPool] = []
+
+    def report(result: VmResult) -> None:
+        with lock:
+            results[result.vm] = result
+        if on_vm is not None:
+            on_vm(result)
+
+    def pool_of_thread() -> SessionPool:
+        pool = getattr(local, "pool", None)
+        if pool is None:
+            pool = local.pool = SessionPool(ssh=ssh, timeouts=opts.timeouts)
+            with lock:
+                pools.append(pool)
+        return pool
+
+    def prepare_one(item: BatchItem) -> PreparedMigration | None:
+        try:
+            plan = resolve(topo, item.vm, item.source, item.destination)
+            return prepare_centralized(plan, topo, opts, environ=environ, pool=pool_of_thread())
+        except NetmigError as exc:
+            report(VmResult(item.vm, Outcome.FAIL, f"{type(exc).__name__}: {exc}"))
+            return None
+
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="netmig-batch") as ex:
+            prepared = [p for p in ex.map(prepare_one, todo) if p is not None]
+        timings["prepare"] = (time.perf_counter() - started) * 1000
+        # intra-batch conflicts: the first VM (in batch order) to claim a destination port keeps it
+        taken: dict[tuple[str, str], str] = {}
+        ready: list[PreparedMigration] = []
+        for p in prepared:
+            clash = next((taken[c] for c in _claims(p) if c in taken), None)
+            if clash is not None:
+                report(VmResult(p.plan.vm_id, Outcome.FAIL, f"PolicyConflictError: destination port "
+                                f"{p.plan.destination.bridge.name}:{p.plan.destination.port} is also "
+                                f"claimed by {clash} in this batch"))
+                continue
+            taken.update({c: p.plan.vm_id for c in _claims(p)})
+            ready.append(p)
+        commit_started = time.perf_counter()
+        group_pool = SessionPool(ssh=ssh, timeouts=opts.timeouts)
+        pools.append(group_pool)
+        for number, start in enumerate(range(0, len(ready), max(1, group_size))):
+            _commit_group(number, ready[start:start + group_size], opts, ssh, group_pool,
+                          device_parallelism, report)
+        timings["commit"] = (time.perf_counter() - commit_started) * 1000
+    finally:
+        opened = sum(p.opened for p in pools)
+        for pool in pools:
+            pool.close()
+    timings["total"] = (time.perf_counter() - started) * 1000
+    ordered = tuple(results[i.vm] for i in todo if i.vm in results)
+    return BatchResult(ordered, timings, opened)
+
+
+def _commit_group(number: int, members: list[PreparedMigration], opts: MigrationOptions, ssh: object,
+                  pool: SessionPool, parallelism: int, report: Callable[[VmResult], None]) -> None:
+    if not members:
+        return
+    changes = _group_changes(members)
+    txn = NetworkTransaction(changes, timeouts=opts.timeouts, commit=opts.commit, max_workers=parallelism,
+                             session_factory=pool.factory, owns_sessions=False)
+    started = time.perf_counter()
+    error: str | None = None
+    try:
+        txn.run()
+    except TransactionError as exc:
+        error = f"{type(exc).__name__}: group {number} ({len(members)} VMs): {exc}"
+    elapsed = (time.perf_counter() - started) * 1000
+    for p in members:
+        devices = tuple(c.endpoint.name for c in p.changes)
+        if error is None:
+            report(VmResult(p.plan.vm_id, Outcome.SUCCESS, None, devices, number, elapsed))
+        else:
+            report(VmResult(p.plan.vm_id, Outcome.FAIL, error, devices, number, elapsed))
+    log.info("group %d: %d VMs on %d devices, %s in %.0f ms", number, len(members), len(changes),
+             "committed" if error is None else "rolled back", elapsed)
