@@ -13,8 +13,10 @@ from netmig.journal import Journal, MigrationInProgressError
 from netmig.journal_hook import MigrationRecorder
 from netmig.modes.centralized import DryRun, run_centralized
 from netmig.options import MigrationOptions, Mode
+from netmig.store import TransferStore
 from netmig.topology import load_topology, resolve
 from netmig.topology.model import Topology
+from netmig.topology.resolve import MigrationPlan
 from netmig.transaction import StepHook
 
 __all__ = ["migrate", "new_migration_id"]
@@ -30,13 +32,18 @@ def new_migration_id() -> str:
 def migrate(vm_id: str, *, source: str, destination: str, topology: Topology | str | Path,
             options: MigrationOptions | None = None, environ: Mapping[str, str] | None = None,
             on_step: StepHook | None = None, migration_id: str | None = None,
-            journal: Journal | None = None) -> MigrationResult | DryRun:
+            journal: Journal | None = None, store: TransferStore | None = None,
+            feedback_deadline_s: float = 30.0) -> MigrationResult | DryRun:
     """Move ``vm_id``'s policies and learned state from host ``source`` to host ``destination``.
 
     Returns the SUCCESS :class:`MigrationResult` (or a :class:`DryRun` when ``options.dry_run``).
     A failure raises a :class:`netmig.errors.NetmigError` subclass whose ``exit_code`` tells its class:
     bad input, device unreachable, translation refused, rolled back cleanly, or rollback incomplete.
     Nothing is half-applied: every destination took the change, or none kept it.
+
+    ``options.mode`` picks how policies travel (DESIGN.md's four modes); ``store`` is the middle mode's
+    DI transfer store (default: SQLite under ``$NETMIG_HOME``) and ``feedback_deadline_s`` how long the
+    distributed modes wait for every announced device to report.
 
     With a ``journal`` every step is recorded before it is taken, and interrupted migrations touching
     the same devices are recovered first; a second unfinished migration of the same VM is refused.
@@ -47,7 +54,10 @@ def migrate(vm_id: str, *, source: str, destination: str, topology: Topology | s
     mid = migration_id or new_migration_id()
     log.info("migration %s: %s from %s to %s (%s)", mid, vm_id, source, destination, opts.mode.value)
     if opts.mode is not Mode.CENTRALIZED:
-        raise InputError(f"mode {opts.mode.value} is not available yet (use --mode centralized)")
+        if opts.dry_run:
+            raise InputError(f"--dry-run shows the centralized edits; mode {opts.mode.value} has no dry run")
+        return _run_other_mode(plan, topo, opts, migration_id=mid, environ=environ, on_step=on_step,
+                               store=store, feedback_deadline_s=feedback_deadline_s)
     if journal is None or opts.dry_run:
         return run_centralized(plan, topo, opts, migration_id=mid, environ=environ, on_step=on_step)
     from netmig.recovery import recover, recover_now
@@ -80,3 +90,18 @@ def migrate(vm_id: str, *, source: str, destination: str, topology: Topology | s
         recorder.finish("success", {"moved": dict(result.moved), "dropped": list(result.dropped),
                                     "cleanup-source": "done" if opts.cleanup_source else "not requested"})
     return result
+
+
+def _run_other_mode(plan: MigrationPlan, topology: Topology, options: MigrationOptions, *, migration_id: str,
+                    environ: Mapping[str, str] | None, on_step: StepHook | None, store: TransferStore | None,
+                    feedback_deadline_s: float) -> MigrationResult:
+    """The middle, d-push and d-pull modes (no journal yet: their devices settle by confirm timeout)."""
+    if options.mode is Mode.MIDDLE:
+        from netmig.modes.middle import run_middle
+
+        return run_middle(plan, topology, options, migration_id=migration_id, environ=environ,
+                          on_step=on_step, store=store)
+    from netmig.modes.distributed import run_distributed
+
+    return run_distributed(plan, topology, options, migration_id=migration_id, environ=environ,
+                           on_step=on_step, push=options.mode is Mode.D_PUSH, deadline_s=feedback_deadline_s)

@@ -31,6 +31,7 @@ from netconf_sim.engine import DeviceEngine
 from netconf_sim.fabricfile import DeviceSpec, FabricError, FabricSpec, load_fabric
 from netconf_sim.faults import DeviceFaults
 from netconf_sim.learned import LearnedTables
+from netconf_sim.migration import MigrationAgent
 from netconf_sim.profiles import PROFILES, Profile, populate
 from netconf_sim.runtime import DeviceRuntime
 from netconf_sim.schema import SchemaCache, SchemaLoadError
@@ -69,6 +70,7 @@ class SimDevice:
         self.learned = learned
         self.runtime = runtime
         self.server: DeviceServer | None = None
+        self.migration: MigrationAgent | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.faults = DeviceFaults(spec.name, runtime, self)
         runtime.faults = self.faults
@@ -132,7 +134,11 @@ class Fabric:
         seeded_hook = profile.commit_hook(tables)
         engine.on_commit(seeded_hook)
         seeded_hook(engine.running_view())  # seeded DI committed in an earlier run
-        return SimDevice(dev, profile, engine, tables, DeviceRuntime(engine, name=dev.name))
+        runtime = DeviceRuntime(engine, name=dev.name)
+        device = SimDevice(dev, profile, engine, tables, runtime)
+        # netmig-migration RPCs (middle and distributed modes); the fabric is the agents' directory
+        device.migration = runtime.migration = MigrationAgent(dev.name, profile, tables, runtime, self)
+        return device
 
     def device(self, name: str) -> SimDevice:
         """The device called ``name``."""
@@ -144,6 +150,24 @@ class Fabric:
     @property
     def known_hosts(self) -> Path:
         return self.state_dir / "known_hosts"
+
+    # -- migration.Directory: what a device needs to reach its partners (device-to-device transfers) --
+    def agent(self, name: str) -> MigrationAgent | None:
+        dev = self.devices.get(name)
+        return None if dev is None else dev.migration
+
+    def login_for(self, address: str, port: int) -> tuple[str, str] | None:
+        for dev in self.devices.values():
+            if dev.server is not None and dev.port == port and address in (self.host, "localhost"):
+                return (dev.spec.username, dev.spec.password) if dev.spec.password is not None else None
+        return None
+
+    def endpoint_of(self, name: str) -> tuple[str, int]:
+        return self.host, self.device(name).port
+
+    @property
+    def known_hosts_path(self) -> str:
+        return str(self.known_hosts)
 
     @property
     def devices_json(self) -> Path:

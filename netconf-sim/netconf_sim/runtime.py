@@ -30,6 +30,7 @@ __all__ = [
     "SERVER_CAPABILITIES",
     "DeviceRuntime",
     "EngineLike",
+    "MigrationHandler",
     "PendingCommit",
     "RpcContext",
     "RpcFaults",
@@ -85,6 +86,12 @@ class RpcContext:
     rpc: Element
 
 
+class MigrationHandler(Protocol):
+    """The netmig-migration operations of a device (``migration.MigrationAgent``); None: not supported."""
+
+    def dispatch(self, session: Session, op: Element) -> list[Element]: ...
+
+
 class RpcFaults(Protocol):
     """Fault-injection hook consulted around every rpc (the catalogue lives elsewhere).
 
@@ -121,6 +128,7 @@ class DeviceRuntime:
         self.sessions: dict[int, Session] = {}
         self.locks: dict[str, int] = {}
         self.pending: PendingCommit | None = None
+        self.migration: MigrationHandler | None = None
         self._next_id = 1
         self._capabilities: list[str] | None = None
 

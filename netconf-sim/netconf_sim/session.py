@@ -23,6 +23,7 @@ __all__ = ["RpcContext", "RpcFaults", "Session", "Transport"]
 
 log = logging.getLogger(__name__)
 
+MIGRATION_NS = "urn:netmig:yang:netmig-migration"  # netmig-migration RPCs, see migration.py
 DATASTORES = frozenset({"running", "candidate", "startup"})
 _ENUMS = {
     "default-operation": ("merge", frozenset({"merge", "replace", "none"})),
@@ -215,6 +216,8 @@ class Session:
             data = etree.Element(qname(MONITORING_NS, "data"), nsmap={None: MONITORING_NS})
             data.text = text
             return [data]
+        if ns == MIGRATION_NS and rt.migration is not None:
+            return rt.migration.dispatch(self, op)
         if ns != NC_NS:
             raise SimRpcError.operation_not_supported(f"unknown operation {name} in {ns}")
         if name == "get":

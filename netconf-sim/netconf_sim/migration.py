@@ -1,0 +1,455 @@
+"""Device side of netmig's middle and distributed modes: the netmig-migration RPCs and notifications.
+
+A :class:`MigrationAgent` per device answers ``export-di`` (the VM's learned and seeded DI as an opaque
+blob: this simulator's own XML of the device's native tables), ``import-di`` (a partner's blob, of either
+flavour, into this device's candidate as seeded DI, after checking support and conflicts) and
+``vdp-associate`` (at the VM's adjacent bridge: distribute the associate to the listed upper-layer
+devices and middleboxes, answer with who will report, then transfer device-to-device; see
+:mod:`netconf_sim.transfer`). Blobs of the other flavour are read through the canonical DI form of
+:mod:`netconf_sim.learned` (``KIND_KEYS``/``KIND_FIELDS``), so translating between unlike models is the
+device's job here, not the coordinator's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import ipaddress
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
+
+from lxml import etree
+
+from .learned import KIND_FIELDS, KIND_KEYS, LearnedEntry, LearnedTables, TableShape
+from .rpcerror import SimRpcError
+from .runtime import NOTIF_NS, DeviceRuntime
+from .xml import NC_NS, Element, XmlInputError, parse, qname
+
+if TYPE_CHECKING:
+    from .profiles import Profile
+    from .session import Session
+
+__all__ = ["MIGRATION_NS", "Associate", "Directory", "MigrationAgent", "Peer", "TransferRules",
+           "feedback_notification", "persist_id_for"]
+
+log = logging.getLogger(__name__)
+
+MIGRATION_NS = "urn:netmig:yang:netmig-migration"
+_BLOB_NS = "urn:netconf-sim:di-blob"
+_CONTENT_TYPE = "application/vnd.netconf-sim.{flavour}-di+xml"
+
+
+def persist_id_for(migration_id: str, device: str) -> str:
+    """The persist-id of the confirmed commits a migration leaves on ``device`` (both sides derive it)."""
+    return "nm-" + hashlib.sha256(f"{migration_id}/{device}".encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """A partner device named in a vdp-associate: where it is and which kinds go to/come from it."""
+
+    name: str
+    address: str
+    port: int
+    kinds: tuple[str, ...] = ()
+    vm_port: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransferRules:
+    """Site-dependent rewrites applied by the importing device (mirrors netmig's translate rules)."""
+
+    vlans: dict[int, int] = field(default_factory=dict)
+    nat_pools: tuple[tuple[ipaddress.IPv4Network, ipaddress.IPv4Network], ...] = ()
+    allow_drop: frozenset[str] = frozenset()
+    seed_ttl_s: int = 300
+
+    def nat_address(self, value: str) -> str:
+        address = ipaddress.IPv4Address(value)
+        for src, dst in self.nat_pools:
+            if address in src:
+                host = int(address) - int(src.network_address)
+                return str(ipaddress.IPv4Address(int(dst.network_address) + host))
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Associate:
+    """A vdp-associate as one device's job: what to transfer, to or from whom."""
+
+    migration_id: str
+    vm_id: str
+    push: bool
+    partners: tuple[Peer, ...]
+    own_vm_port: str | None
+    confirm_timeout_s: int
+    rules: TransferRules
+    rules_xml: Element
+
+
+class Directory(Protocol):
+    """What the fabric tells a device about its peers (in a lab: logins and host keys)."""
+
+    def agent(self, name: str) -> MigrationAgent | None: ...
+    def login_for(self, address: str, port: int) -> tuple[str, str] | None: ...
+    def endpoint_of(self, name: str) -> tuple[str, int]: ...
+    @property
+    def known_hosts_path(self) -> str: ...
+
+
+# -- small XML helpers ----------------------------------------------------------------------------
+def _q(name: str) -> str:
+    return qname(MIGRATION_NS, name)
+
+
+def _text(el: Element, name: str) -> str | None:
+    found = el.find(_q(name))
+    return None if found is None else (found.text or "").strip()
+
+
+def _need(el: Element, name: str) -> str:
+    value = _text(el, name)
+    if not value:
+        raise SimRpcError.missing_element(name)
+    return value
+
+
+def _sub(parent: Element, ns: str, name: str, text: str | None = None) -> Element:
+    child = etree.SubElement(parent, qname(ns, name))
+    if text is not None:
+        child.text = text
+    return child
+
+
+def parse_rules(el: Element) -> TransferRules:
+    """The transfer-rules grouping of an import-di or vdp-associate input."""
+    vlans = {int(_need(m, "from")): int(_need(m, "to")) for m in el.findall(_q("vlan-map"))}
+    pools = []
+    for m in el.findall(_q("nat-pool-map")):
+        src, dst = (ipaddress.IPv4Network(_need(m, k), strict=False) for k in ("from", "to"))
+        if src.prefixlen != dst.prefixlen:
+            raise SimRpcError.invalid_value(f"NAT pools {src} and {dst} differ in size")
+        pools.append((src, dst))
+    drop = frozenset((d.text or "").strip() for d in el.findall(_q("allow-drop")))
+    ttl = _text(el, "seed-ttl")
+    return TransferRules(vlans, tuple(pools), drop, int(ttl) if ttl else 300)
+
+
+def copy_rules(src: Element, dst: Element) -> None:
+    """Copy the transfer-rules leaves of ``src`` under ``dst`` (an associate's rules into an import-di)."""
+    for name in ("vlan-map", "nat-pool-map", "allow-drop", "seed-ttl"):
+        for el in src.findall(_q(name)):
+            dst.append(etree.fromstring(etree.tostring(el)))
+
+
+def parse_peers(el: Element) -> tuple[Peer, ...]:
+    peers = []
+    for p in el.findall(_q("partner")):
+        port = _text(p, "port")
+        peers.append(Peer(_need(p, "name"), _need(p, "address"), int(port) if port else 830,
+                          tuple((k.text or "").strip() for k in p.findall(_q("kind"))), _text(p, "vm-port")))
+    return tuple(peers)
+
+
+# -- notifications --------------------------------------------------------------------------------
+def _notification(body: str) -> tuple[Element, Element]:
+    note = etree.Element(qname(NOTIF_NS, "notification"), nsmap={None: NOTIF_NS})
+    stamp = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    _sub(note, NOTIF_NS, "eventTime", stamp)
+    return note, etree.SubElement(note, _q(body), nsmap={None: MIGRATION_NS})
+
+
+def feedback_notification(job: Associate, device: str, *, ok: bool, reason: str | None,
+                          counts: dict[str, int], duration_ms: int) -> Element:
+    note, body = _notification("migration-feedback")
+    _sub(body, MIGRATION_NS, "migration-id", job.migration_id)
+    _sub(body, MIGRATION_NS, "vm-id", job.vm_id)
+    _sub(body, MIGRATION_NS, "device", device)
+    _sub(body, MIGRATION_NS, "status", "success" if ok else "fail")
+    if reason:
+        _sub(body, MIGRATION_NS, "reason", reason)
+    for kind, entries in sorted(counts.items()):
+        count = _sub(body, MIGRATION_NS, "count")
+        _sub(count, MIGRATION_NS, "kind", kind)
+        _sub(count, MIGRATION_NS, "entries", str(entries))
+    _sub(body, MIGRATION_NS, "duration-ms", str(duration_ms))
+    return note
+
+
+def transferred_notification(job: Associate, source: str, destination: str,
+                             counts: dict[str, int]) -> Element:
+    note, body = _notification("di-transferred")
+    _sub(body, MIGRATION_NS, "migration-id", job.migration_id)
+    _sub(body, MIGRATION_NS, "vm-id", job.vm_id)
+    _sub(body, MIGRATION_NS, "from", source)
+    _sub(body, MIGRATION_NS, "to", destination)
+    for kind in sorted(counts):
+        _sub(body, MIGRATION_NS, "kinds", kind)
+    _sub(body, MIGRATION_NS, "entries", str(sum(counts.values())))
+    return note
+
+
+# -- the agent ------------------------------------------------------------------------------------
+class MigrationAgent:
+    """The netmig-migration operations of one simulated device."""
+
+    def __init__(self, name: str, profile: Profile, tables: LearnedTables, runtime: DeviceRuntime,
+                 directory: Directory) -> None:
+        self.name = name
+        self.profile = profile
+        self.tables = tables
+        self.runtime = runtime
+        self.directory = directory
+        self.ignore_associate = False    # fault injection: a device that never answers
+        self.fail_import = False         # fault injection: refuse every import-di
+        self.jobs: set[asyncio.Task[None]] = set()
+        # kinds a test teaches this device beyond the standard six (opaque to the coordinator)
+        self.extra_shapes: dict[str, TableShape] = {}
+        self.extra_seeded: dict[str, dict[tuple[str, ...], LearnedEntry]] = {}
+
+    # -- dispatch -------------------------------------------------------------------------------
+    def dispatch(self, session: Session, op: Element) -> list[Element]:
+        name = etree.QName(op).localname
+        if name == "export-di":
+            return self.export_di(_need(op, "vm-id"))
+        if name == "import-di":
+            self.runtime.check_unlocked("candidate", session.session_id)
+            return self.import_di(op)
+        if name == "vdp-associate":
+            return self.associate(op)
+        if name == "migration-notification":
+            return []
+        raise SimRpcError.operation_not_supported(f"operation {name} is not supported")
+
+    def notify(self, note: Element) -> None:
+        for session in list(self.runtime.sessions.values()):
+            if session.subscribed:
+                session.send_notification(note)
+
+    # -- export ---------------------------------------------------------------------------------
+    def vm_entries(self, vm_id: str) -> list[LearnedEntry]:
+        out = [e for kind in self.tables.kinds for e in self.tables.entries(kind) if e.vm_id == vm_id]
+        out += [e for table in self.extra_seeded.values() for e in table.values() if e.vm_id == vm_id]
+        return out
+
+    def _shape(self, kind: str) -> TableShape | None:
+        profile = self.profile
+        return self.extra_shapes.get(kind) or profile.seeded_shapes.get(kind) or profile.shapes.get(kind)
+
+    def export_blob(self, vm_id: str) -> tuple[bytes, str, int]:
+        """The VM's DI in this device's native table shapes, wrapped in a blob element."""
+        ns = self.profile.namespace
+        root = etree.Element(qname(_BLOB_NS, "di"), nsmap={None: _BLOB_NS, "n": ns})
+        root.set("vm-id", vm_id)
+        count = 0
+        for entry in self.vm_entries(vm_id):
+            shape = self._shape(entry.kind)
+            if shape is None:
+                continue
+            item = etree.SubElement(root, qname(ns, shape.list_name))
+            item.set("kind", entry.kind)
+            for name in KIND_KEYS[entry.kind] + KIND_FIELDS[entry.kind]:
+                if name in entry.fields:
+                    _sub(item, ns, shape.native(name), entry.fields[name])
+            _sub(item, ns, shape.time_field, str(self.tables.time_value(entry, shape)))
+            count += 1
+        return etree.tostring(root, xml_declaration=True, encoding="UTF-8"), \
+            _CONTENT_TYPE.format(flavour=self.profile.flavour), count
+
+    def export_di(self, vm_id: str) -> list[Element]:
+        blob, content_type, count = self.export_blob(vm_id)
+        out = []
+        for name, value in (("blob", base64.b64encode(blob).decode()), ("content-type", content_type),
+                            ("sha256", hashlib.sha256(blob).hexdigest()), ("entry-count", str(count))):
+            el = etree.Element(_q(name), nsmap={None: MIGRATION_NS})
+            el.text = value
+            out.append(el)
+        return out
+
+    # -- import ---------------------------------------------------------------------------------
+    def import_di(self, op: Element) -> list[Element]:
+        if self.fail_import:
+            raise SimRpcError.operation_failed(f"{self.name}: import refused (injected fault)")
+        vm_id = _need(op, "vm-id")
+        try:
+            blob = base64.b64decode(_need(op, "blob"), validate=True)
+        except ValueError as exc:
+            raise SimRpcError.invalid_value(f"blob is not base64: {exc}") from exc
+        digest = _text(op, "sha256")
+        if digest and hashlib.sha256(blob).hexdigest() != digest:
+            raise SimRpcError.invalid_value("blob does not match its sha256", app_tag="digest-mismatch")
+        kinds = frozenset((k.text or "").strip() for k in op.findall(_q("kind")))
+        entries = read_blob(blob, _need(op, "content-type"), vm_id, self.shape_for_flavour)
+        if kinds:
+            entries = [e for e in entries if e.kind in kinds]
+        counts = self.install(vm_id, entries, parse_rules(op), _text(op, "vm-port"))
+        el = etree.Element(_q("entry-count"), nsmap={None: MIGRATION_NS})
+        el.text = str(sum(counts.values()))
+        return [el]
+
+    def shape_for_flavour(self, flavour: str, kind: str) -> TableShape | None:
+        from .profiles import PROFILES  # profiles imports nothing from here; deferred to keep layers flat
+
+        if kind in self.extra_shapes:
+            return self.extra_shapes[kind]
+        for profile in PROFILES.values():
+            if profile.flavour == flavour and kind in profile.shapes:
+                return profile.seeded_shapes.get(kind) or profile.shapes[kind]
+        return None
+
+    def install(self, vm_id: str, entries: Iterable[LearnedEntry], rules: TransferRules,
+                vm_port: str | None) -> dict[str, int]:
+        """Check, translate and write ``entries`` into the candidate as seeded DI; counts per kind."""
+        keep: list[LearnedEntry] = []
+        for entry in entries:
+            supported = entry.kind in self.profile.seeded_shapes or entry.kind in self.extra_shapes
+            if not supported:
+                if entry.kind in rules.allow_drop:
+                    continue
+                raise SimRpcError("application", "operation-not-supported", app_tag="unsupported-kind",
+                                  message=f"{self.name} cannot hold {entry.kind} entries")
+            keep.append(_translate(entry, rules, vm_port))
+        self._check_conflicts(vm_id, keep)
+        now = datetime.now(UTC)
+        config = etree.Element(qname(NC_NS, "config"), nsmap={None: NC_NS})
+        counts: dict[str, int] = {}
+        extra = [e for e in keep if e.kind in self.extra_shapes]
+        standard = [e for e in keep if e.kind not in self.extra_shapes]
+        if standard:
+            self._seeded_config(config, vm_id, standard, rules, now)
+            self.runtime.engine.edit_config("candidate", config)
+        for entry in extra:  # kinds the YANG model does not know: kept beside the datastore (tests only)
+            entry.vm_id = vm_id
+            entry.origin = "seeded"
+            self.extra_seeded.setdefault(entry.kind, {})[entry.key] = entry
+        for entry in keep:
+            counts[entry.kind] = counts.get(entry.kind, 0) + 1
+        return counts
+
+    def _check_conflicts(self, vm_id: str, entries: list[LearnedEntry]) -> None:
+        for entry in entries:
+            if entry.kind not in self.tables.kinds:
+                continue
+            for have in self.tables.entries(entry.kind):
+                if have.key == entry.key and have.vm_id not in (None, vm_id):
+                    raise SimRpcError("application", "data-exists", app_tag="di-conflict",
+                                      message=f"{self.name}: {entry.kind} {'/'.join(entry.key)} belongs to "
+                                              f"{have.vm_id}")
+
+    def _seeded_config(self, config: Element, vm_id: str, entries: list[LearnedEntry], rules: TransferRules,
+                       now: datetime) -> None:
+        """The seeded DI tree in this device's model, shaped as netmig's own codecs write it."""
+        ns = self.profile.namespace
+        if self.profile.flavour == "ietf":
+            top = etree.SubElement(config, qname(ns, "dynamic-info"), nsmap={None: ns})
+            holder = _sub(top, ns, "seeded")
+        else:
+            top = etree.SubElement(config, qname(ns, "acme-fabric"), nsmap={None: ns})
+            holder = _sub(top, ns, "preload")
+        for entry in entries:
+            shape = self.profile.seeded_shapes[entry.kind]
+            item = _sub(holder, ns, shape.list_name)
+            for name in KIND_KEYS[entry.kind] + KIND_FIELDS[entry.kind]:
+                if name in entry.fields:
+                    _sub(item, ns, shape.native(name), entry.fields[name])
+            seconds = entry.lifetime_s
+            _sub(item, ns, shape.time_field, str(seconds))
+            _sub(item, ns, shape.owner_field, vm_id)
+            ttl = rules.seed_ttl_s if entry.kind == "mac-entry" else seconds  # MAC entries carry an age
+            stamp = (now + timedelta(seconds=ttl)).isoformat(timespec="seconds").replace("+00:00", "Z")
+            _sub(item, ns, shape.expires_field, stamp)
+
+    # -- associate (the bridge) -----------------------------------------------------------------
+    def associate(self, op: Element) -> list[Element]:
+        """Distribute the associate to the participants; answer with the devices that will report."""
+        s_bit = _text(op, "s-bit") == "true"
+        m_bit = _text(op, "m-bit") == "true"
+        if s_bit == m_bit:
+            raise SimRpcError.invalid_value("exactly one of s-bit and m-bit must be set",
+                                            app_tag="s-bit-xor-m-bit")
+        mid, vm = _need(op, "migration-id"), _need(op, "vm-id")
+        timeout = int(_text(op, "confirm-timeout") or "600")
+        rules = parse_rules(op)
+        jobs: list[tuple[MigrationAgent, Associate]] = [(self, Associate(
+            mid, vm, s_bit, parse_peers(op), _text(op, "bridge-vm-port"), timeout, rules, op))]
+        for part in op.findall(_q("participant")):
+            name = _need(part, "name")
+            agent = self.directory.agent(name)
+            if agent is None:
+                raise SimRpcError.invalid_value(f"{self.name} cannot reach participant {name}",
+                                                app_tag="unknown-participant")
+            jobs.append((agent, Associate(mid, vm, s_bit, parse_peers(part), None, timeout, rules, op)))
+        loop = asyncio.get_running_loop()
+        for agent, job in jobs:
+            loop.call_soon(agent.start, job)
+        out = []
+        for agent, _ in jobs:
+            el = etree.Element(_q("reporting-device"), nsmap={None: MIGRATION_NS})
+            el.text = agent.name
+            out.append(el)
+        count = etree.Element(_q("expected-reports"), nsmap={None: MIGRATION_NS})
+        count.text = str(len(jobs))
+        out.append(count)
+        return out
+
+    def start(self, job: Associate) -> None:
+        """Run this device's part of an associate (see :mod:`netconf_sim.transfer`)."""
+        if self.ignore_associate:
+            log.info("%s: ignoring the associate of %s (injected fault)", self.name, job.migration_id)
+            return
+        from .transfer import run_job  # transfer imports this module
+
+        task = asyncio.get_running_loop().create_task(run_job(self, job), name=f"transfer-{self.name}")
+        self.jobs.add(task)
+        task.add_done_callback(self.jobs.discard)
+
+
+def _translate(entry: LearnedEntry, rules: TransferRules, vm_port: str | None) -> LearnedEntry:
+    fields = dict(entry.fields)
+    if entry.kind in ("mac-entry", "dhcp-binding"):
+        if "vlan" in fields:
+            fields["vlan"] = str(rules.vlans.get(int(fields["vlan"]), int(fields["vlan"])))
+        if "port" in fields:
+            if vm_port is None:
+                del fields["port"]
+            else:
+                fields["port"] = vm_port
+    if entry.kind == "nat-session" and "external-address" in fields:
+        fields["external-address"] = rules.nat_address(fields["external-address"])
+    return LearnedEntry(entry.kind, fields, entry.vm_id, entry.origin, lifetime_s=entry.lifetime_s)
+
+
+def read_blob(blob: bytes, content_type: str, vm_id: str,
+              shape_for: Callable[[str, str], TableShape | None]) -> list[LearnedEntry]:
+    """Parse a blob exported by any simulated device into canonical entries (time kept in lifetime_s)."""
+    flavour = content_type.removeprefix("application/vnd.netconf-sim.").removesuffix("-di+xml")
+    if content_type != _CONTENT_TYPE.format(flavour=flavour):
+        raise SimRpcError.invalid_value(f"unknown blob content-type {content_type}", app_tag="content-type")
+    try:
+        root = parse(blob)
+    except XmlInputError as exc:
+        raise SimRpcError.invalid_value(f"blob is not readable: {exc}") from exc
+    if root.tag != qname(_BLOB_NS, "di") or root.get("vm-id") != vm_id:
+        raise SimRpcError.invalid_value(f"blob does not hold DI of {vm_id}", app_tag="wrong-vm")
+    out = []
+    for item in root:
+        if not isinstance(item.tag, str):
+            continue
+        kind = item.get("kind") or ""
+        shape = shape_for(flavour, kind)
+        if shape is None or kind not in KIND_KEYS:
+            raise SimRpcError("application", "operation-not-supported", app_tag="unsupported-kind",
+                              message=f"unknown DI kind {kind!r} in blob")
+        ns = etree.QName(item).namespace or ""
+        values = {}
+        for name in KIND_KEYS[kind] + KIND_FIELDS[kind]:
+            text = item.findtext(qname(ns, shape.native(name)))
+            if text is not None:
+                values[name] = text.strip()
+        time_text = item.findtext(qname(ns, shape.time_field)) or "0"
+        out.append(LearnedEntry(kind, values, vm_id, "seeded", lifetime_s=int(time_text)))
+    return out

@@ -1,0 +1,217 @@
+"""Middle mode (seed draft section 5): netmig is a DI transfer database that never reads what it moves.
+
+Static policies (operator intent) are prepared as in the centralized mode: pulled, translated, checked
+for conflicts and support, encoded. Dynamic information moves as opaque blobs: each source device answers
+``export-di`` with its own serialisation of the VM's learned state; netmig stores the bytes in a
+:class:`~netmig.store.TransferStore` keyed by (migration, source device) and routes each blob to the
+destination devices the partner map names (one blob to several destinations, several to one). Inside the
+network-wide transaction, right after the static edit and under the same candidate lock, each destination
+gets ``import-di``: the device checks support and conflicts, translates the blob into its own model and
+writes it to its candidate, so the confirmed commit (and a rollback) covers it like everything else.
+
+The blob path (this module and :mod:`netmig.store`) imports no codec and no model: it moves bytes, a
+content type and a digest, names kinds only as the partner map's strings, and builds its RPCs with
+:mod:`netmig.xmlkit`'s element builders.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from netmig.devices import handles_for, open_sessions, ssh_policy_for
+from netmig.errors import MalformedReplyError
+from netmig.feedback import MigrationResult, Outcome
+from netmig.model import PolicyKind
+from netmig.modes.centralized import PreparedMigration, prepare
+from netmig.netconf.session import DeviceSession
+from netmig.options import MigrationOptions
+from netmig.settings import DeviceEndpoint
+from netmig.store import Blob, SqliteStore, TransferStore
+from netmig.topology.model import Topology
+from netmig.topology.resolve import MigrationPlan
+from netmig.transaction import DeviceChange, NetworkTransaction, StepHook
+from netmig.xmlkit import Element, element, sub, text_of
+
+__all__ = ["MIGRATION_NS", "STATIC_KINDS", "default_store", "di_routes", "import_op", "rules_into",
+           "run_middle", "stage_changes", "vm_port_of"]
+
+log = logging.getLogger(__name__)
+
+MIGRATION_NS = "urn:netmig:yang:netmig-migration"
+STATIC_KINDS = frozenset(k for k in PolicyKind if not k.is_dynamic)
+_DI_KINDS = frozenset(k.value for k in PolicyKind if k.is_dynamic)
+
+# (source device, destination device) -> DI kinds the destination takes from that source's blob
+Routes = Mapping[tuple[str, str], tuple[str, ...]]
+
+
+def default_store() -> SqliteStore:
+    """The SQLite transfer store under ``$NETMIG_HOME`` (default ``~/.netmig``)."""
+    import os
+
+    home = Path(os.environ.get("NETMIG_HOME") or Path.home() / ".netmig")
+    return SqliteStore(home / "di-store.sqlite")
+
+
+def di_routes(plan: MigrationPlan) -> dict[tuple[str, str], tuple[str, ...]]:
+    """Which destination takes which DI kinds from which source, from the partner map (strings only)."""
+    routes: dict[tuple[str, str], set[str]] = {}
+    for (source, kind), destinations in plan.partners.items():
+        if str(kind) not in _DI_KINDS:
+            continue
+        for destination in destinations:
+            routes.setdefault((source, destination), set()).add(str(kind))
+    return {pair: tuple(sorted(kinds)) for pair, kinds in sorted(routes.items())}
+
+
+def vm_port_of(plan: MigrationPlan, device: str) -> str | None:
+    """The VM's port on ``device`` when it is the destination bridge."""
+    return plan.destination.port if device == plan.destination.bridge.name else None
+
+
+def rules_into(op: Element, plan: MigrationPlan, options: MigrationOptions) -> None:
+    """Append the transfer-rules leaves (VLAN renames, NAT pools, allowed drops, seed TTL) to ``op``."""
+    for src, dst in sorted(plan.mapping.vlans.items()):
+        vmap = sub(op, MIGRATION_NS, "vlan-map")
+        sub(vmap, MIGRATION_NS, "from", src)
+        sub(vmap, MIGRATION_NS, "to", dst)
+    if plan.source_pool is not None and plan.destination_pool is not None:
+        pmap = sub(op, MIGRATION_NS, "nat-pool-map")
+        sub(pmap, MIGRATION_NS, "from", str(plan.source_pool))
+        sub(pmap, MIGRATION_NS, "to", str(plan.destination_pool))
+    for kind in sorted(options.allow_drop):
+        sub(op, MIGRATION_NS, "allow-drop", str(kind))
+    sub(op, MIGRATION_NS, "seed-ttl", options.seed_ttl_s)
+
+
+def stage_changes(prepared: PreparedMigration, plan: MigrationPlan, receivers: Sequence[str],
+                  environ: Mapping[str, str] | None) -> list[DeviceChange]:
+    """The static changes, plus an empty change for every receiver of DI that has no static change."""
+    changes = list(prepared.changes)
+    have = {c.endpoint.name for c in changes}
+    handles = handles_for(plan.destination_devices, environ)
+    for name in receivers:
+        if name not in have:
+            changes.append(DeviceChange(handles[name].endpoint, element(_NC, "config"), lambda _r: []))
+    return sorted(changes, key=lambda c: c.endpoint.name)
+
+
+_NC = "urn:ietf:params:xml:ns:netconf:base:1.0"
+
+
+def _export(session: DeviceSession, migration_id: str, vm_id: str) -> Blob:
+    op = element(MIGRATION_NS, "export-di")
+    sub(op, MIGRATION_NS, "migration-id", migration_id)
+    sub(op, MIGRATION_NS, "vm-id", vm_id)
+    reply = session.rpc(op)
+    leaves = {n: text_of(reply, MIGRATION_NS, n) for n in ("blob", "content-type", "sha256", "entry-count")}
+    if any(v is None for v in leaves.values()):
+        raise MalformedReplyError(session.device, "export-di: reply lacks blob, content-type, sha256 "
+                                                  "or entry-count")
+    try:
+        data = base64.b64decode(leaves["blob"] or "", validate=True)  # transfer encoding, not content
+    except ValueError as exc:
+        raise MalformedReplyError(session.device, f"export-di: blob is not base64: {exc}") from exc
+    return Blob(data, leaves["content-type"] or "", leaves["sha256"] or "", int(leaves["entry-count"] or 0))
+
+
+def import_op(migration_id: str, vm_id: str, source: str, blob: Blob, kinds: Sequence[str],
+              vm_port: str | None, plan: MigrationPlan, options: MigrationOptions) -> Element:
+    """The ``import-di`` operation carrying one stored blob to one destination."""
+    op = element(MIGRATION_NS, "import-di")
+    sub(op, MIGRATION_NS, "migration-id", migration_id)
+    sub(op, MIGRATION_NS, "vm-id", vm_id)
+    sub(op, MIGRATION_NS, "blob", base64.b64encode(blob.data).decode())
+    sub(op, MIGRATION_NS, "content-type", blob.content_type)
+    sub(op, MIGRATION_NS, "sha256", blob.sha256)
+    sub(op, MIGRATION_NS, "from", source)
+    for kind in kinds:
+        sub(op, MIGRATION_NS, "kind", kind)
+    if vm_port is not None:
+        sub(op, MIGRATION_NS, "vm-port", vm_port)
+    rules_into(op, plan, options)
+    return op
+
+
+class _ImportingSession(DeviceSession):
+    """A transaction session that sends the device's import-di RPCs right after its static edit."""
+
+    def __init__(self, endpoint: DeviceEndpoint, imports: Sequence[Element], **kwargs: object) -> None:
+        super().__init__(endpoint, **kwargs)  # type: ignore[arg-type]
+        self._imports = imports
+        self.imported = 0
+
+    def edit_config(self, target: str, config: Element, *, default_operation: str | None = None,
+                    test_option: str | None = None, error_option: str | None = None) -> None:
+        if len(config):
+            super().edit_config(target, config, default_operation=default_operation, test_option=test_option,
+                                error_option=error_option)
+        for op in self._imports:
+            reply = self.rpc(op)
+            self.imported += int(text_of(reply, MIGRATION_NS, "entry-count") or 0)
+
+
+def run_middle(plan: MigrationPlan, topology: Topology, options: MigrationOptions, *, migration_id: str,
+               environ: Mapping[str, str] | None = None, on_step: StepHook | None = None,
+               store: TransferStore | None = None) -> MigrationResult:
+    """Migrate in the middle mode; raises a TransactionError subclass when it fails.
+
+    Blobs already in ``store`` for this migration (a coordinator restarted mid-way) are not exported
+    again. The store is emptied of this migration once it succeeded.
+    """
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    prepared = prepare(plan, topology, options, environ=environ, on_step=on_step, kinds=STATIC_KINDS)
+    timings.update(prepared.timings_ms)
+    ssh = ssh_policy_for(topology, options.ssh)
+    routes = di_routes(plan)
+    own_store = store is None
+    blobs_at: TransferStore = store if store is not None else default_store()
+    try:
+        started = time.perf_counter()
+        sources = sorted({s for s, _ in routes} - set(blobs_at.devices(migration_id)))  # resume: keep stored
+        handles = handles_for(plan.source_devices, environ)
+        with open_sessions([handles[s] for s in sources], ssh=ssh, timeouts=options.timeouts) as sessions, \
+                ThreadPoolExecutor(max_workers=max(1, min(16, len(sources)))) as workers:
+            exported = dict(zip(sources, workers.map(
+                lambda s: _export(sessions[s], migration_id, plan.vm_id), sources), strict=True))
+        for source, blob in exported.items():
+            blobs_at.put(migration_id, source, blob)
+        timings["export"] = (time.perf_counter() - started) * 1000
+
+        imports: dict[str, list[Element]] = {}
+        for (source, destination), kinds in routes.items():
+            stored = blobs_at.get(migration_id, source)
+            if stored is None or stored.entry_count == 0:
+                continue
+            imports.setdefault(destination, []).append(import_op(
+                migration_id, plan.vm_id, source, stored, kinds, vm_port_of(plan, destination), plan,
+                options))
+        changes = stage_changes(prepared, plan, sorted(imports), environ)
+        made: list[_ImportingSession] = []
+
+        def factory(endpoint: DeviceEndpoint) -> DeviceSession:
+            session = _ImportingSession(endpoint, imports.get(endpoint.name, ()), ssh=ssh,
+                                        timeouts=options.timeouts)
+            made.append(session)
+            return session
+
+        started = time.perf_counter()
+        txn = NetworkTransaction(changes, ssh=ssh, timeouts=options.timeouts, commit=options.commit,
+                                 on_step=on_step, session_factory=factory)
+        outcomes = txn.run()
+        timings["apply"] = (time.perf_counter() - started) * 1000
+        blobs_at.drop(migration_id)
+    finally:
+        if own_store and isinstance(blobs_at, SqliteStore):
+            blobs_at.close()
+    moved = dict(prepared.moved)
+    moved["di-entries"] = sum(s.imported for s in made)
+    return MigrationResult(migration_id, plan.vm_id, options.mode.value, Outcome.SUCCESS, outcomes, moved,
+                           (), timings, prepared.conflicts)
+
