@@ -1,0 +1,84 @@
+"""Mass migration over SSH to a generated fabric: group commit per destination device, per-VM feedback."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lxml import etree
+
+from netmig.batch import BatchItem, load_batch, migrate_many
+from netmig.errors import InputError
+from netmig.feedback import Outcome
+
+_GEN = Path(__file__).resolve().parents[2] / "benchmarks" / "fabricgen.py"
+
+
+def _fabricgen() -> Any:
+    spec = importlib.util.spec_from_file_location("netmig_bench_fabricgen", _GEN)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _vms_on(fabric: Any, prefix: str) -> set[str]:
+    found: set[str] = set()
+    for name, dev in fabric.devices.items():
+        if name.startswith(prefix):
+            found |= set(re.findall(r"vm-\d{5}", etree.tostring(dev.engine.running_view()).decode()))
+    return found
+
+
+def test_one_conflicting_vm_is_left_out_and_the_other_nine_move(tmp_path: Path, schema_cache: Any) -> None:
+    fabricgen = _fabricgen()
+    gen = fabricgen.generate(10, leaves=14, occupied=[3])
+    items = [BatchItem(v.vm_id, v.source_host, v.destination_host) for v in gen.vms]
+    with fabricgen.running(gen, tmp_path / "state", schemas=schema_cache) as (fabric, topo, environ):
+        assert _vms_on(fabric, "b-") == set()
+        seen: list[str] = []
+        result = migrate_many(items, topology=topo, environ=environ, workers=2,
+                              on_vm=lambda r: seen.append(r.vm))
+        expected = {v.vm_id for v in gen.vms} - {"vm-00003"}
+        assert set(result.succeeded) == expected
+        (failed,) = result.failed
+        assert failed.vm == "vm-00003" and failed.outcome is Outcome.FAIL
+        assert failed.error is not None and "squatter-00003" in failed.error
+        assert _vms_on(fabric, "b-") == expected
+        assert sorted(seen) == sorted(v.vm_id for v in gen.vms)
+        # group commit: one group, every destination device of the nine in it, sessions reused
+        assert {r.group for r in result.results if r.outcome is Outcome.SUCCESS} == {0}
+        assert result.sessions_opened < 2 * len(fabric.devices) + len(fabric.devices)
+
+
+def test_a_failing_group_fails_only_its_vms(tmp_path: Path, schema_cache: Any) -> None:
+    fabricgen = _fabricgen()
+    gen = fabricgen.generate(4, leaves=2)
+    items = [BatchItem(v.vm_id, v.source_host, v.destination_host) for v in gen.vms]
+    items.append(BatchItem("vm-nowhere", gen.vms[0].source_host, gen.vms[1].destination_host))
+    with fabricgen.running(gen, tmp_path / "state", schemas=schema_cache) as (fabric, topo, environ):
+        result = migrate_many(items, topology=topo, environ=environ, workers=2, group_size=2)
+        assert set(result.succeeded) == {v.vm_id for v in gen.vms}
+        assert [r.vm for r in result.failed] == ["vm-nowhere"]
+        assert {r.group for r in result.results if r.group is not None} == {0, 1}
+        assert _vms_on(fabric, "b-") == {v.vm_id for v in gen.vms}
+
+
+def test_load_batch_csv_and_yaml(tmp_path: Path) -> None:
+    csv_file = tmp_path / "b.csv"
+    csv_file.write_text("vm,from,to\nvm-1,h1,h2\nvm-2,h3,h4\n")
+    assert load_batch(csv_file) == (BatchItem("vm-1", "h1", "h2"), BatchItem("vm-2", "h3", "h4"))
+    yaml_file = tmp_path / "b.yaml"
+    yaml_file.write_text("- {vm: vm-1, from: h1, to: h2}\n")
+    assert load_batch(yaml_file) == (BatchItem("vm-1", "h1", "h2"),)
+    yaml_file.write_text("- {vm: vm-1, from: h1, to: h2}\n- {vm: vm-1, from: h3, to: h4}\n")
+    with pytest.raises(InputError, match="twice"):
+        load_batch(yaml_file)
+    yaml_file.write_text("- {vm: vm-1, from: h1}\n")
+    with pytest.raises(InputError, match="needs vm, from and to"):
+        load_batch(yaml_file)
