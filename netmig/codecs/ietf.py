@@ -178,22 +178,23 @@ class IetfCodec:
     def encode(self, bundle: VmBundle, ctx: VmContext) -> Element:
         cfg = config_root()
         vm, st = bundle.vm_id, bundle.static
-        iface = _iface_el(cfg, ctx.port)
-        xmlkit.sub(iface, NMD_NS, "vm-id", vm)
-        tenant = bundle.identity.tenant or ctx.tenant
-        if tenant is not None:
-            xmlkit.sub(iface, NMD_NS, "tenant", tenant)
-        pp = st.port_profile or PortProfile()
-        for leaf, value in (
-            ("access-vlan", pp.vlan),
-            ("vni", bundle.identity.vni),
-            ("mtu", pp.mtu),
-            ("max-macs", pp.max_macs),
-        ):
-            if value is not None:
-                xmlkit.sub(iface, NMD_NS, leaf, value)
-        if st.qos is not None:
-            record_to_xml(iface, NMD_NS, "qos", st.qos)
+        if ctx.port:  # only the bridge has a port for the VM; elsewhere no interface is touched
+            iface = _iface_el(cfg, ctx.port)
+            xmlkit.sub(iface, NMD_NS, "vm-id", vm)
+            tenant = bundle.identity.tenant or ctx.tenant
+            if tenant is not None:
+                xmlkit.sub(iface, NMD_NS, "tenant", tenant)
+            pp = st.port_profile or PortProfile()
+            for leaf, value in (
+                ("access-vlan", pp.vlan),
+                ("vni", bundle.identity.vni),
+                ("mtu", pp.mtu),
+                ("max-macs", pp.max_macs),
+            ):
+                if value is not None:
+                    xmlkit.sub(iface, NMD_NS, leaf, value)
+            if st.qos is not None:
+                record_to_xml(iface, NMD_NS, "qos", st.qos)
         if st.acl:
             encode_acls(cfg, vm, ctx.port, st.acl)
         if st.nat_static:
@@ -238,9 +239,10 @@ class IetfCodec:
     def encode_removal(self, bundle: VmBundle, ctx: VmContext, *, current: Element | None = None) -> Element:
         cfg = config_root()
         vm, st = bundle.vm_id, bundle.static
-        iface = _iface_el(cfg, ctx.port, with_type=False)
-        for leaf in _PORT_LEAVES:
-            operation(xmlkit.sub(iface, NMD_NS, leaf), "remove")
+        if ctx.port:
+            iface = _iface_el(cfg, ctx.port, with_type=False)
+            for leaf in _PORT_LEAVES:
+                operation(xmlkit.sub(iface, NMD_NS, leaf), "remove")
         if st.acl:
             acls = section(cfg, ACL_NS, "acls")
             for acl in st.acl:
