@@ -96,11 +96,12 @@ class RpcFaults(Protocol):
     """Fault-injection hook consulted around every rpc (the catalogue lives elsewhere).
 
     ``before_rpc`` may return a complete ``<rpc-reply>`` to send instead of running the operation, or
-    call ``ctx.session.abort()``; ``after_rpc`` may return a replacement reply. Both may sleep.
+    call ``ctx.session.abort()``; ``after_rpc`` may return a replacement reply. Both may sleep. A reply
+    given as ``bytes`` is framed and sent as is (malformed or oversized replies).
     """
 
-    async def before_rpc(self, ctx: RpcContext) -> Element | None: ...
-    async def after_rpc(self, ctx: RpcContext, reply: Element) -> Element | None: ...
+    async def before_rpc(self, ctx: RpcContext) -> Element | bytes | None: ...
+    async def after_rpc(self, ctx: RpcContext, reply: Element) -> Element | bytes | None: ...
 
 
 @dataclass(slots=True)

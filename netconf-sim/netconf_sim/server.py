@@ -63,13 +63,18 @@ class DeviceServer:
         self._client_keys = {asyncssh.import_public_key(line).public_data for line in spec.authorized_keys
                              if line.strip() and not line.lstrip().startswith("#")}
         self._acceptor: asyncssh.SSHAcceptor | None = None
+        self._bound: int | None = None  # kept while stopped, so a restart listens on the same port
 
     @property
     def port(self) -> int:
-        """The bound TCP port."""
-        if self._acceptor is None:
+        """The bound TCP port (also while stopped, after a first start)."""
+        if self._bound is None:
             raise RuntimeError("server not started")
-        return self._acceptor.get_port()
+        return self._bound
+
+    @property
+    def listening(self) -> bool:
+        return self._acceptor is not None
 
     def known_hosts_line(self) -> str:
         """``[host]:port keytype base64`` for an OpenSSH known_hosts file."""
@@ -78,18 +83,26 @@ class DeviceServer:
 
     async def start(self) -> None:
         self._acceptor = await asyncssh.create_server(
-            lambda: _SshServer(self), self.spec.host, self.spec.port,
+            lambda: _SshServer(self), self.spec.host, self._bound or self.spec.port,
             server_host_keys=[self.host_key], encoding=None, line_editor=False,
             allow_scp=False, agent_forwarding=False, x11_forwarding=False, allow_pty=True,
         )
+        self._bound = self._acceptor.get_port()
         log.info("device %s listening on %s:%d", self.spec.name, self.spec.host, self.port)
 
-    async def stop(self) -> None:
-        """Stop listening, end every session (a pending confirmed commit rolls back)."""
-        if self._acceptor is not None:
-            self._acceptor.close()
-            await self._acceptor.wait_closed()
-        self.runtime.shutdown()
+    async def stop(self, *, reboot: bool = True) -> None:
+        """Stop listening, end every session; a pending confirmed commit rolls back, unless ``reboot``
+        is False (a network partition: a persistent confirmed commit stays pending). ``start`` again
+        listens on the same port."""
+        acceptor, self._acceptor = self._acceptor, None
+        if acceptor is not None:
+            acceptor.close()
+            await acceptor.wait_closed()
+        if reboot:
+            self.runtime.shutdown()
+        else:
+            for session in list(self.runtime.sessions.values()):
+                session.abort()
 
     def check_password(self, username: str, password: str) -> bool:
         expected = self.spec.password

@@ -175,7 +175,7 @@ class Session:
         name = etree.QName(ops[0]).localname if len(ops) == 1 else ""
         ctx = RpcContext(self, name, rpc)
         faults = self.runtime.faults
-        reply = await faults.before_rpc(ctx) if faults is not None else None
+        reply: Element | bytes | None = await faults.before_rpc(ctx) if faults is not None else None
         if self._closed:
             return
         if reply is None:
@@ -189,10 +189,13 @@ class Session:
             except Exception:  # fault barrier: a bug in one operation must not hang the session
                 log.exception("%s session %d: %s failed", self.runtime.name, self.session_id, name)
                 body = [SimRpcError.operation_failed(f"internal error in {name}").to_element()]
-            reply = _reply(rpc, body)
-            if faults is not None:
-                reply = await faults.after_rpc(ctx, reply) or reply
+            built = _reply(rpc, body)
+            reply = await faults.after_rpc(ctx, built) if faults is not None else None
+            reply = built if reply is None else reply
         if self._closed:
+            return
+        if isinstance(reply, bytes):
+            self.transport.write(self._encoder.encode(reply))  # injected fault: sent as is
             return
         self._send(reply)
         if name == "close-session" and reply.find(qname(NC_NS, "ok")) is not None:
