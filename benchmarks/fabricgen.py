@@ -267,3 +267,51 @@ def running(gen: GeneratedFabric, state_dir: Path,
         topo = load_topology(write_topology(gen, state_dir / "topology.yaml"))
         topo, environ = rewrite_for_fabric(topo, fabric.devices_json, fabric.known_hosts)
         yield fabric, topo, environ
+
+
+@contextmanager
+def served(gen: GeneratedFabric, state_dir: Path) -> Iterator[tuple[Path, Topology, dict[str, str]]]:
+    """Serve ``gen`` with ``netconf-sim serve`` in its own process (so the coordinator's CPU and memory
+    are measured alone); yield (state dir, topology reaching it, environ). The server is stopped after."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    from netmig.simlab import rewrite_for_fabric
+    from netmig.topology import load_topology
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    fabric_file = state_dir / "fabric.yaml"
+    fabric_file.write_text(yaml.safe_dump(gen.fabric, sort_keys=False))
+    devices_json = state_dir / "devices.json"
+    devices_json.unlink(missing_ok=True)
+    proc = subprocess.Popen([sys.executable, "-m", "netconf_sim.cli", "serve", str(fabric_file),
+                             "--state-dir", str(state_dir), "--ephemeral"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            if devices_json.exists():
+                try:
+                    served_count = len(json.loads(devices_json.read_text())["devices"])
+                except ValueError:
+                    served_count = -1
+                if served_count == len(gen.fabric["devices"]):
+                    break
+            if proc.poll() is not None:
+                why = proc.stderr.read().decode() if proc.stderr else ""
+                raise RuntimeError(f"netconf-sim exited: {why}")
+            if time.monotonic() > deadline:
+                raise TimeoutError("netconf-sim did not start")
+            time.sleep(0.1)
+        topo = load_topology(write_topology(gen, state_dir / "topology.yaml"))
+        topo, environ = rewrite_for_fabric(topo, devices_json, state_dir / "known_hosts")
+        yield state_dir, topo, environ
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
