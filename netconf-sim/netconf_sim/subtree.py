@@ -8,6 +8,7 @@ matches any namespace; attributes on a filter element must be present with equal
 from __future__ import annotations
 
 import copy
+import functools
 
 from lxml import etree
 
@@ -34,6 +35,7 @@ def apply_subtree_filter(data: Element, filter: Element, schema: Schema | None =
     return out
 
 
+@functools.lru_cache(maxsize=4096)
 def _local(tag: str) -> tuple[str | None, str]:
     if tag.startswith("{"):
         ns, _, name = tag[1:].partition("}")
@@ -42,6 +44,8 @@ def _local(tag: str) -> tuple[str | None, str]:
 
 
 def _name_matches(f: Element, d: Element) -> bool:
+    if f.tag == d.tag:
+        return True
     fns, fname = _local(str(f.tag))
     dns, dname = _local(str(d.tag))
     if fname != dname:
@@ -85,10 +89,16 @@ def _apply(d: Element, fchildren: list[Element], keep: set[Element], full: set[E
         full.update(c for c in d if isinstance(c.tag, str))
         return True
     selected = bool(content)
+    by_name: dict[str, list[Element]] = {}  # filter siblings by local name: data x filter stays linear
+    for f in fchildren:
+        by_name.setdefault(_local(str(f.tag))[1], []).append(f)
     for c in d:
         if not isinstance(c.tag, str):
             continue
-        matching = [f for f in fchildren if _name_matches(f, c) and _attrs_match(f, c)]
+        candidates = by_name.get(_local(str(c.tag))[1])
+        if not candidates:
+            continue
+        matching = [f for f in candidates if _name_matches(f, c) and _attrs_match(f, c)]
         if not matching:
             continue
         if any(_is_selection(f) for f in matching):
