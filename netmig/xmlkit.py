@@ -20,6 +20,7 @@ __all__ = [
     "local_name",
     "parse",
     "qualify",
+    "screen",
     "sub",
     "text_of",
     "to_bytes",
@@ -53,14 +54,22 @@ def parse(data: bytes | str, *, max_bytes: int = MAX_REPLY_BYTES) -> Element:
     if len(raw) > max_bytes:
         raise XmlError(f"document of {len(raw)} bytes exceeds the {max_bytes}-byte limit")
     raw = raw.lstrip()
-    if b"<!DOCTYPE" in raw[:4096].upper() or b"<!ENTITY" in raw.upper():
-        raise XmlError("document type declarations and entities are refused")
+    screen(raw)
     try:
         root = etree.fromstring(raw, _parser())
     except etree.XMLSyntaxError as exc:
         raise XmlError(f"malformed XML: {exc}") from exc
     _check_depth(root)
     return root
+
+
+def screen(data: bytes | str) -> None:
+    """Refuse a document carrying a DOCTYPE or an entity declaration, without parsing it (or copying it:
+    XML markup is case-sensitive, so the exact spellings are the only ones lxml would act on)."""
+    found = ("<!DOCTYPE" in data or "<!ENTITY" in data) if isinstance(data, str) else (
+        b"<!DOCTYPE" in data or b"<!ENTITY" in data)
+    if found:
+        raise XmlError("document type declarations and entities are refused")
 
 
 def _check_depth(root: Element) -> None:

@@ -39,7 +39,8 @@ from netmig.errors import (
     RpcErrorInfo,
 )
 from netmig.netconf.capabilities import Capabilities
-from netmig.netconf.transport import NcTransport
+from netmig.netconf.transport import HostileReplyError, NcTransport
+from netmig.quirks import drop_duplicate_entries
 from netmig.settings import DeviceEndpoint, SshPolicy, Timeouts
 from netmig.xmlkit import NC_NS, Element, XmlError, child, element, local_name, parse, qualify, sub
 
@@ -259,6 +260,8 @@ class DeviceSession:
                                          f"{self.endpoint.credentials.username!r}") from exc
         except SSHUnknownHostError as exc:
             raise HostKeyError(self.device, self._host_key_problem(exc)) from exc
+        except HostileReplyError as exc:
+            raise MalformedReplyError(self.device, f"hello refused: {exc}") from exc
         except TimeoutError as exc:
             raise DeviceTimeoutError(self.device, f"no connection within {self.timeouts.connect_s:g} s "
                                                   f"({self.timeouts.connect_attempts} attempts)") from exc
@@ -348,6 +351,8 @@ class DeviceSession:
             raw = self._transport.request(operation, wait_s)
         except TimeoutExpiredError as exc:
             raise DeviceTimeoutError(self.device, f"{name}: no reply within {wait_s:g} s") from exc
+        except HostileReplyError as exc:
+            raise MalformedReplyError(self.device, f"{name}: reply refused: {exc}") from exc
         except (SessionCloseError, TransportError, EOFError, OSError, paramiko.SSHException) as exc:
             raise ConnectError(self.device, f"{name}: session lost ({type(exc).__name__})") from exc
         except NCClientError as exc:
@@ -355,6 +360,10 @@ class DeviceSession:
         try:
             reply = parse(raw)
         except XmlError as exc:
+            # A device that sends unparseable replies is not trusted with the rest of this session: drop
+            # it, so recovery (cancel-commit with the persist-id) happens on a fresh one.
+            transport, self._transport = self._transport, None
+            transport.close()
             raise MalformedReplyError(self.device, f"{name}: {exc}") from exc
         if reply.tag != qualify(NC_NS, "rpc-reply"):
             raise MalformedReplyError(self.device, f"{name}: expected rpc-reply, got {local_name(reply)}")
@@ -377,7 +386,7 @@ class DeviceSession:
         data = child(reply, NC_NS, "data")
         if data is None:
             raise MalformedReplyError(self.device, f"{local_name(operation)}: reply has no data element")
-        return data
+        return drop_duplicate_entries(data)  # netconfd repeats entries matched by two filter selections
 
     # ------------------------------------------------------------------ RFC 6241 operations
     def get(self, filter: Element | None = None) -> Element:

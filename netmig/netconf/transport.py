@@ -8,8 +8,13 @@
    in a subclass and in the one selector object that subclass is handed.
 3. Host keys are checked against one known_hosts file (and only that file); unknown or changed keys
    are refused.
-4. ncclient parses with lxml's defaults; lxml >= 5 refuses external entities and entity blow-ups, and
-   huge_tree stays off. Callers re-parse every reply they decode with :func:`netmig.xmlkit.parse`.
+4. Replies never reach ncclient's own XML parsing of whole documents (lxml defaults: internal entities
+   expanded). :class:`BoundedFraming` replaces ncclient's framing parser, which keeps the whole message in
+   memory without limit and, for one huge base:1.1 chunk, copies and decodes the growing buffer on every
+   4 KB read (quadratic): ours is linear and refuses a message over ``MAX_REPLY_BYTES``. Every message is
+   screened for DOCTYPE/ENTITY before ncclient's root-tag peek, and :meth:`NcTransport.request` hands back
+   the raw reply text without ncclient's parse; :func:`netmig.xmlkit.parse` is the only full parse.
+   A refused message ends the session with :class:`HostileReplyError`.
 
 This module raises the foreign exceptions (socket, ncclient); :mod:`netmig.netconf.session` is where they
 become netmig errors.
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import selectors
 import socket
 import threading
@@ -28,14 +34,17 @@ from typing import Any
 
 from lxml import etree
 from ncclient.manager import make_device_handler
-from ncclient.operations.retrieve import Dispatch
-from ncclient.operations.rpc import RaiseMode
+from ncclient.operations.errors import TimeoutExpiredError
+from ncclient.operations.rpc import RPC
+from ncclient.transport.session import NetconfBase
 from ncclient.transport.ssh import SSHSession
+from ncclient.xml_ import NCClientError
 
 from netmig.settings import DeviceEndpoint, SshPolicy
-from netmig.xmlkit import Element
+from netmig.xmlkit import MAX_REPLY_BYTES, Element, XmlError, screen
 
-__all__ = ["NcTransport", "WakingSSHSession", "check_lxml", "open_socket"]
+__all__ = ["BoundedFraming", "HostileReplyError", "NcTransport", "WakingSSHSession", "check_lxml",
+           "open_socket"]
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +69,101 @@ def open_socket(host: str, port: int, timeout_s: float) -> socket.socket:
     return sock
 
 
+class HostileReplyError(NCClientError):  # type: ignore[misc]
+    """A message from the device was refused before parsing (too large, DOCTYPE/ENTITY, bad framing)."""
+
+
+_EOM = b"]]>]]>"
+_CHUNK_HEADER = re.compile(rb"\n(?:#([1-9][0-9]{0,9})|(##))\n")
+
+
+class BoundedFraming:
+    """RFC 6242 end-of-message and chunked framing in linear time, with a per-message byte cap.
+
+    Stands in for ncclient's ``DefaultXMLParser`` (same ``parse(data)`` contract: complete messages go to
+    ``session._dispatch_message``); raises :class:`HostileReplyError` in the session thread, which ends the
+    session and fails every waiting request with it.
+    """
+
+    def __init__(self, session: Any, max_bytes: int = MAX_REPLY_BYTES) -> None:
+        self._session = session
+        self._max = max_bytes
+        self._buf = bytearray()
+        self._parts: list[bytes] = []
+        self._size = 0  # bytes of the current message so far (chunked: the parts)
+        self._need = 0  # chunked: bytes still owed to the current chunk
+
+    def parse(self, data: bytes) -> None:
+        self._buf += data
+        if self._session._base == NetconfBase.BASE_11:
+            self._parse11()
+        else:
+            self._parse10()
+
+    def _too_large(self) -> HostileReplyError:
+        return HostileReplyError(f"message larger than the {self._max}-byte limit")
+
+    def _parse10(self) -> None:
+        while True:
+            end = self._buf.find(_EOM)
+            if end < 0:
+                if len(self._buf) > self._max + len(_EOM):
+                    raise self._too_large()
+                return
+            message = bytes(self._buf[:end])
+            del self._buf[:end + len(_EOM)]
+            self._deliver(message)
+
+    def _parse11(self) -> None:
+        while self._buf:
+            if self._need:
+                take = min(self._need, len(self._buf))
+                self._parts.append(bytes(self._buf[:take]))
+                del self._buf[:take]
+                self._need -= take
+                continue
+            match = _CHUNK_HEADER.match(self._buf)
+            if match is None:
+                if len(self._buf) >= 14 or not self._buf.startswith(b"\n"):
+                    raise HostileReplyError("chunked framing error")
+                return  # a header split across reads
+            size, end = match.group(1), match.group(2)  # before the del: the match views self._buf
+            del self._buf[:match.end()]
+            if end:
+                message, self._parts, self._size = b"".join(self._parts), [], 0
+                self._deliver(message)
+                continue
+            self._need = int(size)
+            self._size += self._need
+            if self._size > self._max:
+                raise self._too_large()
+
+    def _deliver(self, message: bytes) -> None:
+        text = message.decode("utf-8", errors="replace").strip()
+        if text:
+            self._session._dispatch_message(text)
+
+
 class WakingSSHSession(SSHSession):  # type: ignore[misc]
     """ncclient's SSH session, woken by queued requests instead of a 100 ms poll."""
 
-    def __init__(self, device_handler: Any, known_hosts: Path | None) -> None:
+    def __init__(self, device_handler: Any, known_hosts: Path | None,
+                 max_reply_bytes: int = MAX_REPLY_BYTES) -> None:
+        self._framing = BoundedFraming(self, max_reply_bytes)
         super().__init__(device_handler)
         self._known_hosts_file = known_hosts
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
+
+    @property
+    def parser(self) -> BoundedFraming:
+        """Always our framing: ncclient assigns its own parser at init and again after the hello."""
+        return self._framing
+
+    @parser.setter
+    def parser(self, value: object) -> None:
+        pass
 
     def load_known_hosts(self, filename: str | None = None) -> None:
         """Load only the configured known_hosts file (ncclient would also read the user's)."""
@@ -85,6 +180,14 @@ class WakingSSHSession(SSHSession):  # type: ignore[misc]
     def send(self, message: str) -> None:
         super().send(message)
         self._wake()
+
+    def _dispatch_message(self, raw: str) -> None:
+        """Refuse DOCTYPE/ENTITY before ncclient peeks at the root tag (its parser expands entities)."""
+        try:
+            screen(raw)
+        except XmlError as exc:
+            raise HostileReplyError(str(exc)) from exc
+        super()._dispatch_message(raw)
 
     def _wake(self) -> None:
         try:
@@ -131,6 +234,19 @@ class WakingSSHSession(SSHSession):  # type: ignore[misc]
         """Close the wake-up socketpair (also after a failed connect, when close() is never called)."""
         self._wake_r.close()
         self._wake_w.close()
+
+
+class _RawRpc(RPC):  # type: ignore[misc]
+    """One request whose reply comes back as text, never parsed by ncclient (xmlkit parses it)."""
+
+    def send_raw(self, op: Element) -> str:
+        self._session.send(self._wrap(op))
+        self._event.wait(self._timeout)
+        if not self._event.is_set():
+            raise TimeoutExpiredError("ncclient timed out while waiting for an rpc reply.")
+        if self._error is not None:
+            raise self._error
+        return str(self._reply._raw)
 
 
 class NcTransport:
@@ -208,9 +324,7 @@ class NcTransport:
 
     def request(self, rpc: Element, timeout_s: float) -> str:
         """Send ``rpc``'s operation element (wrapped in ``<rpc>``) and return the raw ``<rpc-reply>`` text."""
-        op = Dispatch(self._session, self._handler, timeout=timeout_s, raise_mode=RaiseMode.NONE)
-        reply = op.request(rpc)
-        return str(reply.xml)
+        return _RawRpc(self._session, self._handler, timeout=timeout_s).send_raw(rpc)
 
     def take_notification(self, timeout_s: float | None) -> str | None:
         """The next notification's raw XML, or None when none arrives within ``timeout_s``."""
