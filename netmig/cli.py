@@ -41,10 +41,17 @@ modes (seed draft sections 4-6):
   centralized  netmig pulls each source device's policies, translates them through the topology's
                partner map and pushes them in one confirmed-commit transaction. Full control and
                feedback, works with any NETCONF device; netmig does all the work.
-  middle       source devices export opaque DI blobs, netmig stores and routes them, destinations
-               import them (not available yet).
+  middle       static policies as above; learned state (DI) leaves each source device as an opaque
+               blob (export-di), netmig stores it (SQLite, survives a restart) and routes it by the
+               partner map, destinations import it into the same confirmed commit. netmig never
+               parses DI, so new DI kinds need no netmig upgrade. Devices must implement
+               netmig-migration.
   d-push, d-pull
-               devices transfer directly after a VDP-style associate (S-bit / M-bit) (not available yet).
+               static policies staged by netmig; then a VDP-style associate (S-bit to the source
+               bridge / M-bit to the destination bridge) carrying the partner addresses makes
+               devices transfer DI to (push) or from (pull) their partners over NETCONF. The bridge
+               names the devices that must report; netmig waits for exactly those (deadline) and
+               confirms everywhere or cancels everywhere, naming silent devices.
 """
 
 
