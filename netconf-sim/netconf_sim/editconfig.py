@@ -58,6 +58,8 @@ class _Ctx:
         self.journal = journal
         self.continue_on_error = continue_on_error
         self.nsmap: dict[str, str] = {}
+        # list entries by key, per (parent, list): one edit of E entries into a list of N is O(E + N)
+        self.entries: dict[tuple[Element, str], dict[tuple[str, ...], Element | None]] = {}
 
     def fail(self, err: SimRpcError) -> None:
         err.path_nsmap = {**self.nsmap, **err.path_nsmap}
@@ -166,7 +168,21 @@ def _entry_keys(ctx: _Ctx, c: Element, node: SNode, path: str) -> list[str] | No
     return values
 
 
-def _find_existing(t_parent: Element, c: Element, node: SNode, keys: list[str] | None) -> Element | None:
+def _find_existing(t_parent: Element, c: Element, node: SNode, keys: list[str] | None,
+                   ctx: _Ctx | None = None) -> Element | None:
+    if node.kind == "list" and ctx is not None and keys is not None:
+        index = ctx.entries.get((t_parent, node.tag))
+        if index is None:
+            index = ctx.entries[(t_parent, node.tag)] = {
+                tuple((e.findtext(k) or "").strip() for k in node.keys): e
+                for e in t_parent.iterchildren(node.tag)}
+        wanted = tuple(keys)
+        if wanted not in index:
+            index[wanted] = None  # may be created now: look it up the slow way if asked again
+            return None
+        hit = index[wanted]
+        if hit is not None and hit.getparent() is t_parent:
+            return hit
     if node.kind == "list":
         assert keys is not None
         for cand in t_parent.iterchildren(node.tag):
@@ -268,7 +284,7 @@ def _edit_one(ctx: _Ctx, t_parent: Element, c: Element, s_parent: SNode, inherit
     keys = _entry_keys(ctx, c, node, path) if node.kind == "list" else None
     if node.kind == "list" and keys is None:
         return
-    existing = _find_existing(t_parent, c, node, keys)
+    existing = _find_existing(t_parent, c, node, keys, ctx)
     here = xpath_of(ctx.schema, node, path, c if node.kind in ("list", "leaf-list") else None, ctx.nsmap)
     top = top or here
     inner = node.kind in ("container", "list")
