@@ -25,12 +25,15 @@ class Timeouts:
 
     ``connect_attempts`` and ``connect_backoff_s`` bound the retries of a connection that was refused,
     reset or timed out before SSH started; authentication and host key failures are never retried.
+    ``busy_wait_s`` bounds how long a lock or commit is retried on a device whose quirk profile says
+    another session's pending confirmed commit blocks it (``in-use``; see :mod:`netmig.quirks`).
     """
 
     connect_s: float = 10
     rpc_s: float = 30
     connect_attempts: int = 3
     connect_backoff_s: float = 0.2
+    busy_wait_s: float = 30
 
     def __post_init__(self) -> None:
         if self.connect_s <= 0 or self.rpc_s <= 0:
@@ -39,6 +42,8 @@ class Timeouts:
             raise ValueError("connect_attempts must be at least 1")
         if self.connect_backoff_s < 0:
             raise ValueError("connect_backoff_s must not be negative")
+        if self.busy_wait_s < 0:
+            raise ValueError("busy_wait_s must not be negative")
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from netmig.errors import (
 )
 from netmig.feedback import DeviceOutcome, DevicePhase
 from netmig.netconf.session import DeviceSession
+from netmig.quirks import BusyRetry
 from netmig.settings import CommitPolicy, DeviceEndpoint, SshPolicy, Timeouts
 from netmig.xmlkit import Element, to_bytes
 
@@ -132,6 +133,7 @@ class NetworkTransaction:
         self._owns_sessions = owns_sessions if session_factory is not None else True
         self._staged: list[_Device] | None = None
         self._abort = threading.Event()
+        self._busy = BusyRetry(max_wait_s=self._timeouts.busy_wait_s)
         # Fresh per device per transaction; public so a journal can record them before anything is sent.
         self.persist_ids = {name: secrets.token_hex(16) for name in names}
         self.timings_ms: dict[str, float] = {}
@@ -300,8 +302,9 @@ class NetworkTransaction:
         self._step(dev, Step.CHECK, lambda: s.capabilities.require(
             *needed, modules=change.modules, features=change.features), DevicePhase.CHECKED)
 
-        def lock() -> None:
-            s.lock("candidate")
+        def lock() -> None:  # bounded wait while another session's confirmed commit blocks the device
+            self._busy.run(change.endpoint.quirks, lambda: s.lock("candidate"), what=f"{dev.name}: lock",
+                           abort=self._abort.is_set)
             dev.locked = True
 
         self._step(dev, Step.LOCK, lock, DevicePhase.LOCKED)
@@ -329,8 +332,10 @@ class NetworkTransaction:
         def commit() -> None:
             dev.commit_sent = True
             try:
-                s.commit(confirmed=True, timeout_s=policy.confirm_timeout_s,
-                         persist=dev.persist_id if policy.persist else None)
+                self._busy.run(dev.change.endpoint.quirks, lambda: s.commit(
+                    confirmed=True, timeout_s=policy.confirm_timeout_s,
+                    persist=dev.persist_id if policy.persist else None), what=f"{dev.name}: commit",
+                    abort=self._abort.is_set)
             except RpcError:
                 dev.commit_sent = False  # refused: nothing was committed
                 raise

@@ -1,0 +1,143 @@
+"""Named quirk profiles: what a NETCONF server needs netmig to do differently, as data.
+
+A device's topology entry picks a profile by name (``quirks: {profile: yuma123-netconfd}``) and may
+override single fields next to it; code can use :func:`quirk_profile`. The transaction reads the
+profile's fields and nothing else, so a new server with known oddities needs a new entry here, not new
+``if`` statements (docs/interop.md lists the measured behaviour behind each field).
+
+Also here: the bounded wait on ``in-use`` / ``lock-denied`` a device answers while another session's
+confirmed commit is pending (:class:`BusyRetry`), and :func:`drop_duplicate_entries`, which removes
+the identical list entries a subtree filter with several selections for one list can produce.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from lxml import etree
+
+from netmig.errors import RpcError
+from netmig.settings import QuirkProfile
+from netmig.xmlkit import Element
+
+__all__ = [
+    "BUSY_TAGS",
+    "PROFILES",
+    "BusyRetry",
+    "drop_duplicate_entries",
+    "quirk_profile",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+PROFILES: Mapping[str, QuirkProfile] = {
+    # RFC 6241 as written: validate the candidate, timers run regardless of traffic, commits not blocked.
+    "rfc6241": QuirkProfile(),
+    # yuma123 netconfd 2.13 (Debian 12), measured by tests/interop (FACTS.md quirks 1-3):
+    # <validate> of the candidate then <commit> loses the edit (validate the edit inline instead);
+    # confirmed-commit timers fire only after 1 s with no traffic on any session; a pending confirmed
+    # commit makes other sessions' <commit> fail with in-use.
+    "yuma123-netconfd": QuirkProfile(validate="inline", confirmed_timer_needs_quiet_s=1,
+                                     commit_blocked_while_confirm_pending=True),
+}
+
+
+def quirk_profile(name: str, **overrides: object) -> QuirkProfile:
+    """The named profile, with single fields overridden (``validate="skip"``).
+
+    Raises:
+        KeyError: no profile has that name (the message lists the known ones).
+    """
+    try:
+        base = PROFILES[name]
+    except KeyError:
+        raise KeyError(f"unknown quirk profile {name!r} (known: {', '.join(sorted(PROFILES))})") from None
+    if not overrides:
+        return base
+    fields: dict[str, object] = {
+        "validate": base.validate,
+        "confirmed_timer_needs_quiet_s": base.confirmed_timer_needs_quiet_s,
+        "commit_blocked_while_confirm_pending": base.commit_blocked_while_confirm_pending,
+    }
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise KeyError(f"unknown quirk field(s) {unknown}")
+    fields.update(overrides)
+    return QuirkProfile(**fields)  # type: ignore[arg-type]
+
+
+# rpc-error tags a device answers while it is busy with someone else's lock or pending confirmed commit.
+BUSY_TAGS = frozenset({"in-use", "lock-denied", "resource-denied"})
+
+
+@dataclass(frozen=True, slots=True)
+class BusyRetry:
+    """Wait, bounded, while a device answers ``in-use``/``lock-denied`` because another session holds it.
+
+    Only for devices whose profile says ``commit_blocked_while_confirm_pending``: there another
+    migration's pending confirmed commit blocks ours until it is confirmed or rolled back, which takes
+    seconds, so failing at once would fail migrations that merely overlap. Between attempts we stay
+    silent for longer than the device's ``confirmed_timer_needs_quiet_s``: polling it faster would keep
+    its confirm timer from ever firing (FACTS.md quirk 2) and so prolong the very block we wait for.
+    ``max_wait_s`` bounds the whole wait; then the last error is raised.
+    """
+
+    max_wait_s: float = 30.0
+    min_interval_s: float = 0.5
+
+    def interval_s(self, quirks: QuirkProfile) -> float:
+        return max(self.min_interval_s, quirks.confirmed_timer_needs_quiet_s + 0.5)
+
+    def run(self, quirks: QuirkProfile, action: Callable[[], T], *, what: str = "",
+            abort: Callable[[], bool] | None = None) -> T:
+        """``action()``, retried on a busy rpc-error while the profile says the device blocks."""
+        if not quirks.commit_blocked_while_confirm_pending:
+            return action()
+        deadline = time.monotonic() + self.max_wait_s
+        interval = self.interval_s(quirks)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return action()
+            except RpcError as exc:
+                tag = getattr(exc, "tag", None)
+                left = deadline - time.monotonic()
+                if tag not in BUSY_TAGS or left < interval or (abort is not None and abort()):
+                    if tag in BUSY_TAGS and attempt > 1:
+                        log.warning("%s: still busy after %d attempts in %.1f s", what, attempt,
+                                    self.max_wait_s - left)
+                    raise
+                log.info("%s: device busy (%s), retrying in %.1f s", what, tag, interval)
+                time.sleep(interval)
+
+
+def drop_duplicate_entries(data: Element) -> Element:
+    """Remove sibling elements that are exact copies of an earlier sibling (in place; returns ``data``).
+
+    yuma123 netconfd answers a subtree filter holding two selections for one list (e.g. ``<static>`` by
+    ``owner`` and ``<static>`` by ``inside``) with the matching entry once per selection; RFC 6241
+    filtering yields each node once. Identical copies carry no information, so dropping them is safe for
+    every server; entries that differ are left alone (the model layer reports them as duplicates).
+    """
+    stack = [data]
+    while stack:
+        el = stack.pop()
+        seen: set[bytes] = set()
+        for kid in list(el):
+            if not isinstance(kid.tag, str):
+                continue
+            if len(kid):
+                key = etree.tostring(kid, method="c14n")
+                if key in seen:
+                    el.remove(kid)
+                    continue
+                seen.add(key)
+                stack.append(kid)
+    return data
