@@ -45,11 +45,12 @@ from netmig.model import VmBundle
 from netmig.model.bundle import from_dict
 from netmig.netconf.session import DeviceSession
 from netmig.settings import CommitPolicy, Credentials, DeviceEndpoint, QuirkProfile, SshPolicy, Timeouts
-from netmig.transaction import DeviceChange, NetworkTransaction, SessionFactory, StepHook
+from netmig.transaction import DeviceChange, NetworkTransaction, StepHook
 
 __all__ = [
     "DeviceBusyError",
     "PatientSession",
+    "PatientSessionFactory",
     "RecoveryReport",
     "RollbackResult",
     "endpoint_from_plan",
@@ -98,11 +99,34 @@ class PatientSession(DeviceSession):
                 delay = min(delay * 2, 1.0)
 
 
-def patient_sessions(ssh: SshPolicy, timeouts: Timeouts, *, max_wait_s: float = 30.0) -> SessionFactory:
+class PatientSessionFactory:
+    """A transaction session factory whose sessions wait (briefly) for a busy candidate lock.
+
+    ``busy`` tells afterwards whether any session gave up on a busy lock, so the caller can roll the
+    whole transaction back (releasing the locks it got: no deadlock between two migrations) and retry.
+    """
+
+    def __init__(self, ssh: SshPolicy, timeouts: Timeouts, *, max_wait_s: float = 30.0) -> None:
+        self.ssh, self.timeouts, self.max_wait_s = ssh, timeouts, max_wait_s
+        self.busy = False
+
+    def __call__(self, endpoint: DeviceEndpoint) -> DeviceSession:
+        factory = self
+
+        class _Session(PatientSession):
+            def lock(self, target: str = "candidate") -> None:
+                try:
+                    super().lock(target)
+                except DeviceBusyError:
+                    factory.busy = True
+                    raise
+        return _Session(endpoint, ssh=self.ssh, timeouts=self.timeouts, max_wait_s=self.max_wait_s)
+
+
+def patient_sessions(ssh: SshPolicy, timeouts: Timeouts, *,
+                     max_wait_s: float = 30.0) -> PatientSessionFactory:
     """A transaction session factory whose sessions wait for a busy candidate lock."""
-    def factory(endpoint: DeviceEndpoint) -> DeviceSession:
-        return PatientSession(endpoint, ssh=ssh, timeouts=timeouts, max_wait_s=max_wait_s)
-    return factory
+    return PatientSessionFactory(ssh, timeouts, max_wait_s=max_wait_s)
 
 
 def _mapping(value: object, where: str) -> Mapping[str, object]:

@@ -10,6 +10,7 @@ confirmed transaction (make before break).
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 from netmig.check import CheckResult, check_destination, delta
 from netmig.codecs.base import DeviceCodec, Element, VmContext
 from netmig.devices import DeviceHandle, handles_for, open_sessions, ssh_policy_for
-from netmig.errors import BundleError, PolicyConflictError, TransactionError
+from netmig.errors import BundleError, MigrationRolledBackError, PolicyConflictError, TransactionError
 from netmig.feedback import DeviceOutcome, MigrationResult, Outcome
 from netmig.model import PolicyKind, VmBundle
 from netmig.netconf.session import DeviceSession
@@ -40,6 +41,9 @@ if TYPE_CHECKING:
 __all__ = ["DryRun", "PreparedMigration", "prepare", "run_centralized", "verifier"]
 
 log = logging.getLogger(__name__)
+
+LOCK_WAIT_S = 60.0          # how long a migration waits in total for devices other migrations hold
+LOCK_ATTEMPT_WAIT_S = 2.0   # per attempt; then it releases every lock it got and retries (no deadlock)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,8 +241,9 @@ def run_centralized(plan: MigrationPlan, topology: Topology, options: MigrationO
     prepared = prepare(plan, topology, options, environ=environ, on_step=on_step)
     ssh = ssh_policy_for(topology, options.ssh)
     hook = recorder.stage("apply", on_step) if recorder is not None else None
+    factory = patient_sessions(ssh, options.timeouts, max_wait_s=LOCK_ATTEMPT_WAIT_S)
     txn = NetworkTransaction(prepared.changes, ssh=ssh, timeouts=options.timeouts, commit=options.commit,
-                             on_step=hook or on_step, session_factory=patient_sessions(ssh, options.timeouts))
+                             on_step=hook or on_step, session_factory=factory)
     if options.dry_run:
         return DryRun(prepared, txn.dry_run())
     if recorder is not None and hook is not None:
@@ -249,12 +254,25 @@ def run_centralized(plan: MigrationPlan, topology: Topology, options: MigrationO
         recorder.begin(names or sorted(handles), journal_plan(prepared, handles, cleanup, options=options,
                                                               ssh=ssh, persist_ids=txn.persist_ids))
     started = time.perf_counter()
-    try:
-        outcomes: tuple[DeviceOutcome, ...] = txn.run()
-    except TransactionError as exc:
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            outcomes: tuple[DeviceOutcome, ...] = txn.run()
+            break
+        except TransactionError as exc:
+            if hook is not None:
+                hook.results(exc.outcomes)
+            retry = factory.busy and isinstance(exc, MigrationRolledBackError)
+            if not retry or time.monotonic() > deadline:
+                raise
+        # another migration holds a device: every lock was released; back off, then a fresh transaction
+        log.info("migration %s: a device is busy, retrying the transaction", migration_id)
+        time.sleep(random.uniform(0.1, 1.0))
+        factory = patient_sessions(ssh, options.timeouts, max_wait_s=LOCK_ATTEMPT_WAIT_S)
+        txn = NetworkTransaction(prepared.changes, ssh=ssh, timeouts=options.timeouts, commit=options.commit,
+                                 on_step=hook or on_step, session_factory=factory)
         if hook is not None:
-            hook.results(exc.outcomes)
-        raise
+            hook.persist_ids = txn.persist_ids
     if hook is not None and recorder is not None:
         hook.results(outcomes)
         recorder.applied = True
