@@ -17,12 +17,21 @@ from test_sigkill import DESTINATIONS, EXAMPLE, SOURCES, lab, snapshot
 from netmig.api import migrate
 from netmig.cli import main
 from netmig.errors import InputError
+from netmig.feedback import MigrationResult
 from netmig.journal import MigrationInProgressError, SqliteJournal, Step
 from netmig.model import PolicyKind
 from netmig.options import MigrationOptions
 from netmig.recovery import recover, rollback_migration
 
 _EMPTY = re.compile(rb"<preload/>")
+
+def migrated(vm: str, **kwargs: Any) -> MigrationResult:
+    """``netmig.migrate`` for a real (not dry) run."""
+    result = migrate(vm, **kwargs)
+    assert isinstance(result, MigrationResult)
+    return result
+
+
 OPTIONS = MigrationOptions(allow_drop=frozenset({PolicyKind("nd-entry")}))
 
 
@@ -48,14 +57,14 @@ def test_migrate_journals_then_rollback_restores_every_device(fresh_fabric: Call
     before = snapshot(topology, environ, DESTINATIONS + SOURCES)
     path = tmp_path / "journal.sqlite"
     with SqliteJournal(path) as journal:
-        result = migrate("vm-web-01", source="host-a1", destination="host-b3", topology=topology,
+        result = migrated("vm-web-01", source="host-a1", destination="host-b3", topology=topology,
                          options=OPTIONS, environ=environ, journal=journal)
         record = journal.get(result.migration_id)
         assert record.outcome == "success" and set(record.devices) == set(DESTINATIONS)
         assert {s.device for s in record.steps if s.step is Step.CONFIRM and s.ok} == set(DESTINATIONS)
         assert all(record.persist_ids[d] for d in DESTINATIONS)
-        migrated = snapshot(topology, environ, DESTINATIONS)
-        assert all(migrated[d] != before[d] for d in DESTINATIONS)
+        moved = snapshot(topology, environ, DESTINATIONS)
+        assert all(moved[d] != before[d] for d in DESTINATIONS)
 
         undo = rollback_migration(journal, result.migration_id, environ=environ)
         assert all(d.ok for d in undo.devices)
@@ -84,7 +93,7 @@ def test_status_history_and_json(fresh_fabric: Callable[..., Any], tmp_path: Pat
     topology, environ = lab(fresh_fabric())
     path = tmp_path / "j.sqlite"
     with SqliteJournal(path) as journal:
-        result = migrate("vm-web-01", source="host-a1", destination="host-b3", topology=topology,
+        result = migrated("vm-web-01", source="host-a1", destination="host-b3", topology=topology,
                          options=OPTIONS, environ=environ, journal=journal)
     code, out, _ = run_cli("status", "--journal", str(path))
     assert code == 0 and "no unfinished migrations" in out and result.migration_id in out
@@ -109,8 +118,8 @@ def test_second_migration_of_same_vm_is_refused_while_first_is_live(fresh_fabric
         journal.begin("mig-live", "vm-web-01", "centralized", "host-a1", "host-b3", ["b-leaf1"],
                       {"coordinator": __import__("netmig.journal_hook").journal_hook.coordinator_identity()})
         with pytest.raises(MigrationInProgressError, match="mig-live"):
-            migrate("vm-web-01", source="host-a1", destination="host-b3", topology=topology, options=OPTIONS,
-                    environ=environ, journal=journal)
+            migrated("vm-web-01", source="host-a1", destination="host-b3", topology=topology, options=OPTIONS,
+                     environ=environ, journal=journal)
         assert [r.skipped for r in recover(journal, environ=environ)] == ["its coordinator is still running"]
         assert journal.get("mig-live").finished is False
 
@@ -122,7 +131,7 @@ def test_automatic_recovery_at_next_migrate(fresh_fabric: Callable[..., Any], tm
         journal.begin("mig-dead", "vm-web-01", "centralized", "host-a1", "host-b3", ["b-leaf1"],
                       {"coordinator": {"host": "elsewhere", "pid": 1}})
         journal.record("mig-dead", "b-leaf1", Step.LOCK)
-        result = migrate("vm-web-01", source="host-a1", destination="host-b3", topology=topology,
+        result = migrated("vm-web-01", source="host-a1", destination="host-b3", topology=topology,
                          options=OPTIONS, environ=environ, journal=journal)
         dead = journal.get("mig-dead")
         assert dead.recovered and dead.outcome == "rolled-back"
@@ -136,7 +145,7 @@ def test_rollback_restores_destination_bytes_exactly(fresh_fabric: Callable[...,
     topology, environ = lab(fresh_fabric())
     before = snapshot(topology, environ, ("b-leaf1",))
     with SqliteJournal(tmp_path / "j.sqlite") as journal:
-        result = migrate("vm-web-01", source="host-a1", destination="host-b3", topology=topology,
+        result = migrated("vm-web-01", source="host-a1", destination="host-b3", topology=topology,
                          options=OPTIONS, environ=environ, journal=journal)
         rollback_migration(journal, result.migration_id, environ=environ)
     after = snapshot(topology, environ, ("b-leaf1",))
