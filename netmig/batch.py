@@ -200,7 +200,8 @@ def migrate_many(items: Iterable[BatchItem], *, topology: Topology | str | Path,
     def pool_of_thread() -> SessionPool:
         pool = getattr(local, "pool", None)
         if pool is None:
-            pool = local.pool = SessionPool(ssh=ssh, timeouts=opts.timeouts)
+            # snapshot: yang-library and inventory read once per device (nothing commits before the groups)
+            pool = local.pool = SessionPool(ssh=ssh, timeouts=opts.timeouts, snapshot=True)
             with lock:
                 pools.append(pool)
         return pool

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from types import TracebackType
+from typing import TypeVar
 
 from netmig.netconf.capabilities import Capabilities
 from netmig.netconf.session import DeviceSession
@@ -24,16 +25,20 @@ from netmig.settings import DeviceEndpoint, SshPolicy, Timeouts
 __all__ = ["SessionPool"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class SessionPool:
     """Open sessions by device name; thread-safe; close with :meth:`close` or as a context manager."""
 
-    def __init__(self, *, ssh: SshPolicy | None = None, timeouts: Timeouts | None = None) -> None:
+    def __init__(self, *, ssh: SshPolicy | None = None, timeouts: Timeouts | None = None,
+                 snapshot: bool = False) -> None:
         self._ssh = ssh if ssh is not None else SshPolicy()
         self._timeouts = timeouts if timeouts is not None else Timeouts()
         self._sessions: dict[str, DeviceSession] = {}
         self._libraries: dict[str, Capabilities] = {}
+        self._cache: dict[tuple[str, str], object] = {}
+        self.snapshot = snapshot  # True: cached() reads once (see there); False: it always reads
         self._locks: dict[str, threading.RLock] = {}
         self._guard = threading.Lock()
         self.opened = 0  # sessions opened over the pool's life (reuse shows as a small number)
@@ -75,6 +80,17 @@ class SessionPool:
                 caps = self._libraries[endpoint.name] = session.load_yang_library()
             return caps
 
+    def cached(self, endpoint: DeviceEndpoint, key: str, read: Callable[[DeviceSession], T]) -> T:
+        """``read(session)``; with ``snapshot`` once per device and key for the pool's life (for reads
+        whose answer cannot change while the pool is in use, e.g. a batch's checks before its commits)."""
+        with self._lock_for(endpoint.name):
+            if not self.snapshot:
+                return read(self.get(endpoint))
+            slot = (endpoint.name, key)
+            if slot not in self._cache:
+                self._cache[slot] = read(self.get(endpoint))
+            return self._cache[slot]  # type: ignore[return-value]
+
     def open_all(self, endpoints: Iterable[DeviceEndpoint], *, workers: int = 16) -> None:
         """Open sessions to many devices in parallel; raises the first failure."""
         todo = list(endpoints)
@@ -96,6 +112,7 @@ class SessionPool:
             sessions = list(self._sessions.values())
             self._sessions.clear()
             self._libraries.clear()
+            self._cache.clear()
         for session in sessions:
             session.close()
 
