@@ -143,17 +143,26 @@ def _str_step(on_step: StepHook | None) -> Callable[[str, str], None] | None:
 
 
 def _check_one(name: str, handle: DeviceHandle, session: DeviceSession, bundle: VmBundle, ctx: VmContext,
-               options: MigrationOptions) -> tuple[CheckResult, VmBundle]:
-    """Pre-flight checks of one destination; also returns what it already holds for the VM."""
-    caps = session.load_yang_library()
+               options: MigrationOptions, pool: SessionPool | None = None) -> tuple[CheckResult, VmBundle]:
+    """Pre-flight checks of one destination; also returns what it already holds for the VM.
+
+    With a snapshot pool (a batch) the yang-library and the inventory are read once per device.
+    """
     codec = handle.codec
+    if pool is not None:
+        caps = pool.cached(handle.endpoint, "yang-library", lambda s: s.load_yang_library())
+        inventory = pool.cached(handle.endpoint, f"inventory/{codec.name}",
+                                lambda s: codec.inventory(s.get_config("running")))
+    else:
+        caps = session.load_yang_library()
     existing_cfg = session.get_config("running", codec.config_filter(ctx))
     existing_state = session.get(codec.state_filter(ctx))
     try:
         existing = codec.decode(existing_cfg, existing_state, ctx)
     except BundleError as exc:  # the destination port or an address already belongs to another VM
         raise PolicyConflictError([f"{name}: {exc}"]) from exc
-    inventory = codec.inventory(session.get_config("running"))
+    if pool is None:
+        inventory = codec.inventory(session.get_config("running"))
     features = {(m.name, f) for m in caps.modules.values() for f in m.features}
     result = check_destination(name, codec, bundle, modules=set(caps.modules), features=features,
                                inventory=inventory, existing=existing, allow_drop=options.allow_drop,
@@ -205,7 +214,7 @@ def prepare(plan: MigrationPlan, topology: Topology, options: MigrationOptions, 
                                    default_ttl_s=options.seed_ttl_s)
     with _sessions([handles[n] for n in routed], ssh=ssh, timeouts=options.timeouts, pool=pool) as sessions, \
             ThreadPoolExecutor(max_workers=max(1, min(16, len(routed)))) as workers:
-        futures = {n: workers.submit(_check_one, n, handles[n], sessions[n], b, contexts[n], options)
+        futures = {n: workers.submit(_check_one, n, handles[n], sessions[n], b, contexts[n], options, pool)
                    for n, b in routed.items()}
         checked = {n: f.result() for n, f in futures.items()}
     checks = {n: c for n, (c, _) in checked.items()}
