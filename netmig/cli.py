@@ -16,7 +16,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TextIO
 
-from netmig import cli_journal
+from netmig import cli_batch, cli_journal
 from netmig.api import migrate, new_migration_id
 from netmig.check import ConflictPolicy
 from netmig.errors import InputError, NetmigError, TransactionError
@@ -95,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="do not verify SSH host keys (throw-away labs only; prints a warning)")
     cli_journal.add_journal_option(mig, allow_off=True)
     cli_journal.register(sub)
+    cli_batch.patch_migrate(mig)
+    cli_batch.register(sub)
     return parser
 
 
@@ -199,6 +201,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     try:
         if args.command in cli_journal.COMMANDS:
             return cli_journal.run(args, stdout, stderr)
+        if cli_batch.wants(args):  # prepare, commit-migration, migrate --batch/--prestage
+            return cli_batch.run(args, stdout, stderr)
         return _run_migrate(args, stdout, stderr)
     except TransactionError as exc:
         stderr.write(f"FAIL  {args.vm}: {exc}\n")

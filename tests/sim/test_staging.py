@@ -88,3 +88,33 @@ def test_di_delta_ignores_timers_and_sees_changes_and_removals() -> None:
     assert [s.source_port for s in delta.added.dynamic.firewall_session] == [2, 4]
     assert [s.source_port for s in delta.removed.dynamic.firewall_session] == [3]
     assert staging.di_delta(before, before).empty
+
+
+def test_cli_prepare_then_commit_migration_from_another_process(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    sockets = tmp_path / "sock"
+    prep = subprocess.Popen([sys.executable, "-m", "netmig.cli", "prepare", "vm-web-01", "--from", "host-a1",
+                             "--to", "host-b3", "--sim", str(EXAMPLE), "--allow-drop", "nd-entry",
+                             "--socket-dir", str(sockets), "--hold", "120"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert prep.stdout is not None
+        line = prep.stdout.readline()
+        assert line.startswith("STAGED "), (line, prep.stderr.read() if prep.stderr else "")
+        stage_id = line.split()[1]
+        assert (sockets / f"{stage_id}.sock").exists()
+        done = subprocess.run([sys.executable, "-m", "netmig.cli", "commit-migration", stage_id, "--json",
+                               "--socket-dir", str(sockets)], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        reply = json.loads(done.stdout)
+        assert reply["outcome"] == "SUCCESS" and reply["vm_id"] == "vm-web-01"
+        assert {"suspension", "pre-copy", "suspension.commit"} <= set(reply["timings_ms"])
+        assert prep.wait(timeout=60) == 0
+        assert not (sockets / f"{stage_id}.sock").exists()
+    finally:
+        if prep.poll() is None:
+            prep.kill()
+            prep.wait()
