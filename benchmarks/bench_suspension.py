@@ -1,0 +1,144 @@
+"""Suspension time for one VM (issue 7): netmig pre-staged vs netmig one-shot vs the baseline script vs
+the floor, side by side on one generated fabric served by netconf-sim in its own process.
+
+    python benchmarks/bench_suspension.py [--rounds 5]
+
+Each VM has 100 ACL rules, 10 NAT mappings, 200 learned entries and 4 destination devices (leaf, spine,
+firewall, NAT box). Every round migrates fresh VMs (one per contender). Suspension is what the VM waits:
+- pre-staged: ``Stage.commit()`` (state-only read, delta, commit confirmed, verify, confirm, unlock);
+- one-shot: netmig's whole prepare + transaction, started when the VM suspends;
+- baseline: the whole ncclient-docs script (baseline_script.py);
+- floor (rpc): one lock-free ``<commit/>`` round trip per destination device, in parallel, over netmig's
+  transport (the protocol's minimum for a network-wide commit);
+- floor (engine): the simulator's own service time for the pre-staged phase's work, by calling its
+  DeviceEngine directly in this process (edit-config of the DI delta + commit + get-config of running,
+  per destination, summed: the server is one event loop).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import baseline_script
+import fabricgen
+
+from netmig import staging
+from netmig.devices import handles_for, ssh_policy_for
+from netmig.modes.centralized import prepare as prepare_centralized
+from netmig.netconf.session import DeviceSession
+from netmig.options import MigrationOptions
+from netmig.topology import resolve
+from netmig.transaction import NetworkTransaction
+
+CONTENDERS = ("pre-staged", "one-shot", "baseline")
+
+
+def _one_shot(topo, environ, vm, opts) -> float:  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    plan = resolve(topo, vm.vm_id, vm.source_host, vm.destination_host)
+    prepared = prepare_centralized(plan, topo, opts, environ=environ)
+    NetworkTransaction(prepared.changes, ssh=ssh_policy_for(topo, opts.ssh), timeouts=opts.timeouts,
+                       commit=opts.commit).run()
+    return (time.perf_counter() - started) * 1000
+
+
+def _rpc_floor(topo, environ, vm, opts) -> float:  # type: ignore[no-untyped-def]
+    plan = resolve(topo, vm.vm_id, vm.source_host, vm.destination_host)
+    handles = handles_for(plan.destination_devices, environ)
+    ssh = ssh_policy_for(topo, opts.ssh)
+    sessions = [DeviceSession(h.endpoint, ssh=ssh).open() for h in handles.values()]
+    try:
+        with ThreadPoolExecutor(max_workers=len(sessions)) as pool:
+            list(pool.map(lambda s: s.commit(), sessions))  # warm
+            started = time.perf_counter()
+            list(pool.map(lambda s: s.commit(), sessions))
+            return (time.perf_counter() - started) * 1000
+    finally:
+        for s in sessions:
+            s.close()
+
+
+def _engine_floor(gen: Any, replay: dict[str, Any], workdir: Path) -> float:
+    """The simulator's own service time for the pre-staged suspension's requests, engines called
+    directly in this process (no SSH, no client): the state reads at the sources, then per destination
+    commit of the staged candidate and the verify read of running. Summed: the server is one loop."""
+    from netconf_sim.fabric import running_fabric
+
+    with running_fabric(gen.fabric, workdir) as fab:
+        for name, (edit, _) in replay["destinations"].items():
+            fab.device(name).engine.edit_config("candidate", edit)  # the pre-copy: not timed
+        started = time.perf_counter()
+        for name, state_filter in replay["sources"].items():
+            fab.device(name).engine.get(state_filter)
+        for name, (_, verify_filter) in replay["destinations"].items():
+            engine = fab.device(name).engine
+            engine.commit()
+            engine.get_config("running", verify_filter)
+        return (time.perf_counter() - started) * 1000
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args(argv)
+    rounds = args.rounds
+    gen = fabricgen.generate(len(CONTENDERS) * rounds, leaves=14, rules=100, nat=10, learned_fw=(100, 95))
+    opts = MigrationOptions()
+    times: dict[str, list[float]] = {c: [] for c in (*CONTENDERS, "floor (rpc)", "floor (engine)")}
+    precopy: list[float] = []
+    replay: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-susp-") as tmp, \
+            fabricgen.served(gen, Path(tmp) / "sim") as (state, topo, environ):
+        for r in range(rounds):
+            vms = gen.vms[r * len(CONTENDERS):(r + 1) * len(CONTENDERS)]
+            stage = staging.prepare(vms[0].vm_id, source=vms[0].source_host,
+                                    destination=vms[0].destination_host, topology=topo, environ=environ,
+                                    options=opts)
+            precopy.append(stage.timings_ms["pre-copy"])
+            started = time.perf_counter()
+            result = stage.commit()
+            times["pre-staged"].append((time.perf_counter() - started) * 1000)
+            assert result.ok and result.timings_ms["suspension"] <= times["pre-staged"][-1]
+            if not replay:
+                contexts = stage._source_contexts()
+                codecs = {n: stage._handles[n].codec for n in contexts}
+                replay = {"sources": {n: codecs[n].state_filter(c) for n, c in contexts.items()},
+                          "destinations": {c.endpoint.name: (c.edit, c.verify_filter)
+                                           for c in stage.prepared.changes}}
+            times["one-shot"].append(_one_shot(topo, environ, vms[1], opts))
+            started = time.perf_counter()
+            changed = baseline_script.migrate_vm(topo, vms[2].vm_id, vms[2].source_host,
+                                                 vms[2].destination_host, environ=environ,
+                                                 ssh_config=state / "ssh_config")
+            times["baseline"].append((time.perf_counter() - started) * 1000)
+            assert changed == 4, changed
+            times["floor (rpc)"].append(_rpc_floor(topo, environ, vms[0], opts))
+    for _ in range(rounds):
+        with tempfile.TemporaryDirectory(prefix="bench-engine-") as work:
+            times["floor (engine)"].append(_engine_floor(gen, replay, Path(work)))
+    floor = statistics.median(times["floor (rpc)"])
+    engine_floor = statistics.median(times["floor (engine)"])
+    base = statistics.median(times["baseline"])
+    print(f"suspension of one VM (100 ACL rules, 10 NAT, 200 learned entries, 4 destinations), "
+          f"{rounds} rounds, median (min..max) ms; pre-copy (VM running) median "
+          f"{statistics.median(precopy):.1f} ms")
+    print(f"{'contender':<16}{'median ms':>11}{'min':>9}{'max':>9}{'x faster than baseline':>24}"
+          f"{'x floor(rpc)':>14}{'x floor(engine)':>17}")
+    for name, values in times.items():
+        med = statistics.median(values)
+        print(f"{name:<16}{med:>11.1f}{min(values):>9.1f}{max(values):>9.1f}{base / med:>24.1f}"
+              f"{med / floor:>14.1f}{med / engine_floor:>17.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
