@@ -357,8 +357,49 @@ class NetworkTransaction:
     def _confirm(self, dev: _Device) -> None:
         s = self._session(dev)
         persist_id = dev.persist_id if self.commit_policy.persist else None
-        self._step(dev, Step.CONFIRM, lambda: s.commit(persist_id=persist_id), DevicePhase.CONFIRMED,
-                   abortable=False)
+        try:
+            self._step(dev, Step.CONFIRM, lambda: s.commit(persist_id=persist_id), DevicePhase.CONFIRMED,
+                       abortable=False)
+        except NetmigError as exc:
+            if persist_id is None:
+                raise
+            # Other devices may be confirmed already: giving up now would leave the change half-applied.
+            # Retry from a new session with the persist-id while the confirmed commit can still be pending.
+            dev.notes.append(f"confirming commit failed ({exc}); retrying from a new session")
+            self._confirm_again(dev, persist_id, time.monotonic() + self.commit_policy.confirm_timeout_s)
+
+    def _confirm_again(self, dev: _Device, persist_id: str, deadline: float) -> None:
+        """Confirm from fresh sessions until ``deadline``. An invalid-value reply means no commit with
+        this persist-id is pending: the lost-reply case (confirmed, running holds the change) succeeds,
+        a rolled-back device raises."""
+        while True:
+            time.sleep(0.2)
+            try:
+                # The old session while it lives (it holds the candidate lock: a new one would get in-use).
+                old = dev.session if dev.session is not None and dev.session.is_open else None
+                session = old if old is not None else self._factory(dev.change.endpoint)
+                session.open()
+                try:
+                    try:
+                        session.commit(persist_id=persist_id)
+                    except RpcError as exc:
+                        if exc.tag != "invalid-value":
+                            raise
+                        running = session.get_config("running", dev.change.verify_filter)
+                        mismatches = dev.change.verify(running)
+                        if mismatches:
+                            raise DeviceError(session.device, "confirming commit: the confirmed commit is "
+                                              f"gone and running lacks the change: {mismatches[0]}") from exc
+                        dev.notes.append("the earlier confirming commit had taken effect (reply lost)")
+                finally:
+                    if session is not old:
+                        session.close()
+                dev.phase = DevicePhase.CONFIRMED
+                return
+            except NetmigError as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                log.info("%s: confirming commit retry failed: %s", dev.name, exc)
 
     def _finish(self, dev: _Device) -> None:
         s = self._session(dev)
