@@ -92,8 +92,10 @@ class PatientSession(DeviceSession):
                               None)
                 if time.monotonic() + delay > deadline:
                     who = f"session {holder}" if holder else "another session"
+                    said = next((e.message for e in exc.errors if e.message), "")
                     raise DeviceBusyError(self.device, f"{target} is held by {who} (another migration?) "
-                                          f"for more than {self.max_wait_s:g} s: {exc.tag}") from exc
+                                          f"for more than {self.max_wait_s:g} s: {exc.tag}"
+                                          + (f" ({said})" if said else "")) from exc
                 log.info("%s: %s busy (%s), retrying in %.2f s", self.device, target, exc.tag, delay)
                 time.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, 1.0)

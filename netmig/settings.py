@@ -25,8 +25,9 @@ class Timeouts:
 
     ``connect_attempts`` and ``connect_backoff_s`` bound the retries of a connection that was refused,
     reset or timed out before SSH started; authentication and host key failures are never retried.
-    ``busy_wait_s`` bounds how long a lock or commit is retried on a device whose quirk profile says
-    another session's pending confirmed commit blocks it (``in-use``; see :mod:`netmig.quirks`).
+    ``busy_wait_s`` bounds how long a migration waits for devices another session holds: a candidate
+    lock held elsewhere (lock-denied), or, on devices whose quirk profile says so, another session's
+    pending confirmed commit (``in-use``; see :mod:`netmig.quirks`). Then it fails naming the device.
     """
 
     connect_s: float = 10

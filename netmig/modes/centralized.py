@@ -42,8 +42,8 @@ __all__ = ["DryRun", "PreparedMigration", "prepare", "run_centralized", "verifie
 
 log = logging.getLogger(__name__)
 
-LOCK_WAIT_S = 60.0          # how long a migration waits in total for devices other migrations hold
 LOCK_ATTEMPT_WAIT_S = 2.0   # per attempt; then it releases every lock it got and retries (no deadlock)
+# The total wait for devices other migrations (or sessions) hold is options.timeouts.busy_wait_s.
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +263,7 @@ def run_centralized(plan: MigrationPlan, topology: Topology, options: MigrationO
         recorder.begin(names or sorted(handles), journal_plan(prepared, handles, cleanup, options=options,
                                                               ssh=ssh, persist_ids=txn.persist_ids))
     started = time.perf_counter()
-    deadline = time.monotonic() + LOCK_WAIT_S
+    deadline = time.monotonic() + options.timeouts.busy_wait_s
     while True:
         try:
             outcomes: tuple[DeviceOutcome, ...] = txn.run()
