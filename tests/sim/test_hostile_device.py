@@ -51,11 +51,25 @@ def running_configs(fabric: Any) -> dict[str, bytes]:
     return out
 
 
+PEAK_WRAPPER = """
+import atexit, sys
+from netmig.cli import main
+
+def _peak() -> None:
+    with open("/proc/self/status") as status, open(sys.argv[1], "w") as out:
+        out.write(next(line for line in status if line.startswith("VmHWM:")))
+
+atexit.register(_peak)
+sys.exit(main(sys.argv[2:]))
+"""
+
+
 def run_cli(fabric: Any, tmp_path: Path, *extra: str) -> tuple[int, str, str, float]:
     """``netmig migrate vm-web-01`` (host-a1 -> host-b3) in a child: exit, stdout, stderr, peak RSS MB."""
     topo = write_topology(fabric, tmp_path / "topology.yaml")
     env = {**os.environ, PASSWORD_ENV: fabric.endpoints["a-leaf1"].password}
-    argv = [sys.executable, "-m", "netmig.cli", "migrate", "vm-web-01", "--from", "host-a1",
+    hwm_path = tmp_path / "vmhwm"
+    argv = [sys.executable, "-c", PEAK_WRAPPER, str(hwm_path), "migrate", "vm-web-01", "--from", "host-a1",
             "--to", "host-b3", "--topology", str(topo), "--known-hosts", str(fabric.known_hosts),
             "--allow-drop", "nd-entry", "--confirm-timeout", "30", *extra]
     out_path, err_path = tmp_path / "stdout", tmp_path / "stderr"
@@ -63,7 +77,7 @@ def run_cli(fabric: Any, tmp_path: Path, *extra: str) -> tuple[int, str, str, fl
         proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=ROOT)
         deadline = time.monotonic() + 120
         while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            pid, status, _usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
             if time.monotonic() > deadline:
@@ -71,7 +85,9 @@ def run_cli(fabric: Any, tmp_path: Path, *extra: str) -> tuple[int, str, str, fl
                 pytest.fail("netmig did not finish within 120 s")
             time.sleep(0.05)
         proc.returncode = os.waitstatus_to_exitcode(status)
-    rss_mb = usage.ru_maxrss / 1024 if sys.platform != "darwin" else usage.ru_maxrss / 2**20
+    # ru_maxrss of a forked child also counts the parent's pages before exec (a big xdist worker);
+    # VmHWM read by the child itself at exit is the peak of the netmig process alone.
+    rss_mb = int(hwm_path.read_text().split()[1]) / 1024
     return proc.returncode, out_path.read_text(), err_path.read_text(), rss_mb
 
 
