@@ -82,3 +82,20 @@ def test_load_batch_csv_and_yaml(tmp_path: Path) -> None:
     yaml_file.write_text("- {vm: vm-1, from: h1}\n")
     with pytest.raises(InputError, match="needs vm, from and to"):
         load_batch(yaml_file)
+
+
+def test_group_verify_finds_what_running_lacks() -> None:
+    from netmig.batch import missing_from
+    from netmig.xmlkit import parse
+
+    ns = 'xmlns="urn:x" xmlns:nc="urn:ietf:params:xml:ns:netconf:base:1.0"'
+    running = parse(f'<data {ns}><top><e><k>1</k><v>a:x</v><extra>y</extra></e><e><k>2</k><v>b</v></e>'
+                    f'<c><leaf>7</leaf></c></top></data>'.encode())
+    ok = parse(f'<nc:config {ns}><top><e><k>1</k><v>other:x</v></e><e><k>2</k></e><c><leaf>7</leaf></c>'
+               f'</top></nc:config>'.encode())
+    assert missing_from(running, ok) == []
+    bad = parse(f'<nc:config {ns}><top><e><k>1</k><v>z</v></e><e><k>3</k></e><c><leaf>8</leaf></c>'
+                f'<e nc:operation="delete"><k>9</k></e></top></nc:config>'.encode())
+    problems = missing_from(running, bad)
+    assert len(problems) == 3, problems
+    assert any("k=3" in p for p in problems) and any("leaf=8" in p for p in problems)
