@@ -32,6 +32,7 @@ from netconf_sim.fabricfile import DeviceSpec, FabricError, FabricSpec, load_fab
 from netconf_sim.faults import DeviceFaults
 from netconf_sim.learned import LearnedTables
 from netconf_sim.migration import MigrationAgent
+from netconf_sim.nacm import Nacm
 from netconf_sim.profiles import PROFILES, Profile, populate
 from netconf_sim.runtime import DeviceRuntime
 from netconf_sim.schema import SchemaCache, SchemaLoadError
@@ -135,6 +136,8 @@ class Fabric:
         engine.on_commit(seeded_hook)
         seeded_hook(engine.running_view())  # seeded DI committed in an earlier run
         runtime = DeviceRuntime(engine, name=dev.name)
+        if dev.nacm is not None:
+            runtime.nacm = Nacm(dev.nacm, schema, {u.username: u.groups for u in dev.accounts})
         device = SimDevice(dev, profile, engine, tables, runtime)
         # netmig-migration RPCs (middle and distributed modes); the fabric is the agents' directory
         device.migration = runtime.migration = MigrationAgent(dev.name, profile, tables, runtime, self)
@@ -194,6 +197,7 @@ class Fabric:
                                           port=0 if self.ephemeral else dev.spec.port,
                                           username=dev.spec.username, password=dev.spec.password,
                                           authorized_keys=keys,
+                                          users={u.username: u.password for u in dev.spec.accounts},
                                           host_key_path=self.state_dir / "keys" / dev.name)
                 dev.server = await start_device_server(listen, dev.engine, dev.runtime)
                 dev.loop = self.loop

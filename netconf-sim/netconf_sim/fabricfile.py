@@ -6,8 +6,12 @@ Format (keys are YAML mapping keys; ``?`` marks optional ones)::
       a-leaf1:
         profile: ietf-leaf         # ietf-leaf|ietf-spine|ietf-fw|acme-leaf|acme-spine|acme-fw|acme-nat
         port?: 0                   # TCP port on 127.0.0.1, 0 (default) = ephemeral
-        username: admin
-        password: admin            # or  password-env: NAME_OF_ENV_VAR  (exactly one of the two)
+        username: admin            # the device's primary login (devices.json, Endpoint); optional
+        password: admin            #   when users: is given (then the first user is primary)
+                                   # or  password-env: NAME_OF_ENV_VAR  (exactly one of the two)
+        users?:                    # more accounts (password auth); primary first in DeviceSpec.users
+          - {username: netmig, password: s3cret, groups: [netmig]}   # or password-env; groups for NACM
+        nacm?: {...}               # RFC 8341 access control, see netconf_sim.nacm (absent: none)
         authorized-keys?: [keys/admin.pub]        # OpenSSH public key files, relative to the fabric file
         features?: {netmig-device: [firewall]}    # per-module feature list, replaces the profile's
         deviations?: [yang/a-leaf1-deviations.yang]   # deviation modules (files relative to the fabric file,
@@ -50,6 +54,7 @@ import yaml
 from lxml import etree
 
 from netconf_sim.faults import FaultRule, rule_from_mapping
+from netconf_sim.nacm import NacmConfig, nacm_from_mapping
 from netconf_sim.xml import NC_NS, XmlInputError, data_root, parse
 
 __all__ = [
@@ -58,6 +63,7 @@ __all__ = [
     "FabricError",
     "FabricSpec",
     "HostAttachment",
+    "UserSpec",
     "VmSeed",
     "load_fabric",
 ]
@@ -66,7 +72,8 @@ DI_KINDS = ("mac-entry", "arp-entry", "nd-entry", "dhcp-binding", "nat-session",
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 _DEVICE_KEYS = {"profile", "port", "username", "password", "password-env", "authorized-keys", "features",
-                "config", "ports", "vms", "deviations", "faults"}
+                "config", "ports", "vms", "deviations", "faults", "users", "nacm"}
+_USER_KEYS = {"username", "password", "password-env", "groups"}
 _VM_KEYS = {"vm-id", "port", "tenant", "vlan", "macs", "ips", "nat-address", "learned"}
 
 
@@ -93,6 +100,15 @@ class VmSeed:
 
 
 @dataclass(frozen=True, slots=True)
+class UserSpec:
+    """One account of a device (password authentication) and its groups (for NACM)."""
+
+    username: str
+    password: str
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceSpec:
     """One simulated device as the fabric file describes it."""
 
@@ -109,6 +125,13 @@ class DeviceSpec:
     vms: tuple[VmSeed, ...] = ()
     faults: tuple[FaultRule, ...] = ()      # per-rpc faults armed at start
     locks_held: tuple[str, ...] = ()        # datastores a fake session holds locked at start
+    users: tuple[UserSpec, ...] = ()        # every account, the primary (username/password) first
+    nacm: NacmConfig | None = None          # RFC 8341 access control (netconf_sim.nacm); None: off
+
+    @property
+    def accounts(self) -> tuple[UserSpec, ...]:
+        """Every account of the device, the primary one first."""
+        return self.users or (UserSpec(self.username, self.password),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,8 +251,24 @@ class _Checker:
             self.problem(fields["profile"], f"{path}.profile",
                          f"unknown profile {profile!r} (known: {', '.join(sorted(self.profiles))})")
         port = self.integer(fields.get("port"), f"{path}.port", 0, 65535)
-        username = self.string(fields.get("username"), f"{path}.username", parent=node)
-        password = self.password(fields, path, node)
+        users = self.users(fields.get("users"), f"{path}.users")
+        username: str | None
+        password: str | None
+        if users and "username" not in fields and "password" not in fields and "password-env" not in fields:
+            username, password = users[0].username, users[0].password
+        else:
+            username = self.string(fields.get("username"), f"{path}.username", parent=node)
+            password = self.password(fields, path, node)
+            if users and username is not None and password is not None:
+                users = [UserSpec(username, password), *users]
+        if len({u.username for u in users}) != len(users):
+            self.problem(fields["users"], f"{path}.users", "duplicate username")
+        nacm: NacmConfig | None = None
+        if "nacm" in fields:
+            try:
+                nacm = nacm_from_mapping(_plain(fields["nacm"]))
+            except ValueError as exc:
+                self.problem(fields["nacm"], f"{path}.nacm", str(exc))
         key_nodes = self.seq(fields.get("authorized-keys"), f"{path}.authorized-keys")
         keys = tuple(self.existing_file(k, f"{path}.authorized-keys[{i}]") for i, k in enumerate(key_nodes))
         features = self.features(fields.get("features"), f"{path}.features")
@@ -252,7 +291,20 @@ class _Checker:
                           authorized_keys=tuple(k for k in keys if k is not None), features=features,
                           config=config, ports=ports, vms=vms,
                           deviations=tuple(d for d in deviations if d is not None),
-                          faults=faults, locks_held=locks_held)
+                          faults=faults, locks_held=locks_held, users=tuple(users), nacm=nacm)
+
+    def users(self, node: _Located | None, path: str) -> list[UserSpec]:
+        out: list[UserSpec] = []
+        for i, unode in enumerate(self.seq(node, path)):
+            upath = f"{path}[{i}]"
+            fields = self.mapping(unode, upath, _USER_KEYS)
+            name = self.string(fields.get("username"), f"{upath}.username", parent=unode)
+            password = self.password(fields, upath, unode)
+            groups = tuple(g for j, gn in enumerate(self.seq(fields.get("groups"), f"{upath}.groups"))
+                           if (g := self.string(gn, f"{upath}.groups[{j}]")) is not None)
+            if name is not None and password is not None:
+                out.append(UserSpec(name, password, groups))
+        return out
 
     def password(self, fields: dict[str, _Located], path: str, node: _Located) -> str | None:
         if "password" in fields and "password-env" in fields:
@@ -426,6 +478,15 @@ def _locate(loader: yaml.SafeLoader, node: yaml.Node, source: str, problems: lis
     if isinstance(node, yaml.SequenceNode):
         return _Located([_locate(loader, n, source, problems) for n in node.value], line)
     return _Located(loader.construct_object(node, deep=True), line)
+
+
+def _plain(node: _Located) -> Any:
+    """The plain YAML value under a located node."""
+    if isinstance(node.value, dict):
+        return {k: _plain(v) for k, v in node.value.items()}
+    if isinstance(node.value, list):
+        return [_plain(v) for v in node.value]
+    return node.value
 
 
 def _locate_plain(value: Any) -> _Located:

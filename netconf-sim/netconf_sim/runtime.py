@@ -20,6 +20,7 @@ from .rpcerror import SimRpcError
 from .xml import NC_NS, Element, qname
 
 if TYPE_CHECKING:
+    from .nacm import Nacm
     from .session import Session
 
 __all__ = [
@@ -130,6 +131,7 @@ class DeviceRuntime:
         self.locks: dict[str, int] = {}
         self.pending: PendingCommit | None = None
         self.migration: MigrationHandler | None = None
+        self.nacm: Nacm | None = None  # RFC 8341 access control (session.py enforces it); None: off
         self._next_id = 1
         self._capabilities: list[str] | None = None
 

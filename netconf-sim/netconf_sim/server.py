@@ -1,8 +1,8 @@
 """asyncssh front end of a simulated device: one listener per device, the ``netconf`` subsystem only.
 
-Password and public-key authentication for one configured user, a persistent ed25519 host key, and
-no shell, exec or forwarding. A PTY request is accepted (scrapli's system transport sends one). Many
-devices share one event loop.
+Password and public-key authentication for the configured user (password also for extra accounts),
+a persistent ed25519 host key, and no shell, exec or forwarding. A PTY request is accepted (scrapli's
+system transport sends one). Many devices share one event loop.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ class DeviceListenSpec:
     password: str | None = None
     authorized_keys: list[str] = field(default_factory=list)  # OpenSSH public key lines
     host_key_path: Path | None = None                        # None: a fresh key for this run only
+    users: dict[str, str] = field(default_factory=dict)      # more accounts: username -> password
 
 
 def load_or_create_host_key(path: Path | None) -> asyncssh.SSHKey:
@@ -105,11 +106,14 @@ class DeviceServer:
                 session.abort()
 
     def check_password(self, username: str, password: str) -> bool:
-        expected = self.spec.password
-        if expected is None:
-            return False
-        return (hmac.compare_digest(username.encode(), self.spec.username.encode())
-                & hmac.compare_digest(password.encode(), expected.encode()))
+        accounts = dict(self.spec.users)
+        if self.spec.password is not None:
+            accounts[self.spec.username] = self.spec.password
+        ok = False
+        for user, expected in accounts.items():  # every account compared, in constant time each
+            ok |= (hmac.compare_digest(username.encode(), user.encode())
+                   & hmac.compare_digest(password.encode(), expected.encode()))
+        return ok
 
     def check_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         return username == self.spec.username and key.public_data in self._client_keys
@@ -139,7 +143,7 @@ class _SshServer(asyncssh.SSHServer):
         return True
 
     def password_auth_supported(self) -> bool:
-        return self._device.spec.password is not None
+        return self._device.spec.password is not None or bool(self._device.spec.users)
 
     def validate_password(self, username: str, password: str) -> bool:
         return self._device.check_password(username, password)

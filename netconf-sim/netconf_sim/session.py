@@ -206,6 +206,9 @@ class Session:
         """Run one operation; returns the reply's children (empty means ``<ok/>``)."""
         ns, name = etree.QName(op).namespace, etree.QName(op).localname
         rt, engine, sid = self.runtime, self.runtime.engine, self.session_id
+        nacm = rt.nacm if rt.nacm is not None and rt.nacm.enabled else None
+        if nacm is not None:  # RFC 8341: protocol operation access (close-session is always allowed)
+            nacm.check_rpc(self.username, ns, name)
         if ns == NOTIF_NS and name == "create-subscription":
             rt.subscribe(self, stream=_text(op, "stream", NOTIF_NS),
                          start_time=_text(op, "startTime", NOTIF_NS))
@@ -224,9 +227,11 @@ class Session:
         if ns != NC_NS:
             raise SimRpcError.operation_not_supported(f"unknown operation {name} in {ns}")
         if name == "get":
-            return [engine.get(op.find(qname(NC_NS, "filter")))]
+            data = engine.get(op.find(qname(NC_NS, "filter")))
+            return [nacm.filter_read(self.username, data) if nacm is not None else data]
         if name == "get-config":
-            return [engine.get_config(_datastore(op, "source"), op.find(qname(NC_NS, "filter")))]
+            data = engine.get_config(_datastore(op, "source"), op.find(qname(NC_NS, "filter")))
+            return [nacm.filter_read(self.username, data) if nacm is not None else data]
         if name == "edit-config":
             target = _datastore(op, "target")
             rt.check_unlocked(target, sid)
@@ -235,12 +240,21 @@ class Session:
                 if op.find(qname(NC_NS, "url")) is not None:
                     raise SimRpcError.operation_not_supported(":url is not supported")
                 raise SimRpcError.missing_element("config", error_type="protocol")
-            engine.edit_config(target, config, **{k.replace("-", "_"): _enum(op, k) for k in _ENUMS})
+            options = {k.replace("-", "_"): _enum(op, k) for k in _ENUMS}
+            if nacm is not None and target in DATASTORES:  # data write access, before anything changes
+                nacm.check_edit(self.username, engine.get_config(target, None), config,
+                                default_operation=options["default_operation"],
+                                error_option=options["error_option"])
+            engine.edit_config(target, config, **options)
             return []
         if name == "copy-config":
             target = _datastore(op, "target")
             rt.check_unlocked(target, sid)
-            engine.copy_config(target, _source(op))
+            source = _source(op)
+            if nacm is not None:
+                after = engine.get_config(source, None) if isinstance(source, str) else source
+                nacm.check_write(self.username, engine.get_config(target, None), after)
+            engine.copy_config(target, source)
             return []
         if name == "delete-config":
             target = _datastore(op, "target")
