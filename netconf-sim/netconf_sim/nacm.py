@@ -49,7 +49,7 @@ from lxml import etree
 from .editconfig import apply_edit, xpath_of
 from .rpcerror import SimRpcError
 from .schema import Schema, SNode
-from .xml import MONITORING_NS, NC_NS, Element
+from .xml import MONITORING_NS, NC_NS, YANGLIB_NS, Element
 
 __all__ = ["Nacm", "NacmConfig", "NacmRule", "NacmRuleList", "nacm_from_mapping"]
 
@@ -61,6 +61,8 @@ _RPC_MODULES = {
     "urn:ietf:params:xml:ns:netconf:notification:1.0": "notifications",
     "urn:netmig:yang:netmig-migration": "netmig-migration",
 }
+# data the engine and sessions serve outside the device's schema (yang-library, modules-state)
+_DATA_MODULES = {YANGLIB_NS: "ietf-yang-library", MONITORING_NS: "ietf-netconf-monitoring"}
 _ACTIONS = ("permit", "deny")
 
 
@@ -285,7 +287,7 @@ class Nacm:
     def permits(self, user: str, tags: tuple[str, ...], operation: str) -> bool:
         """May ``user`` do ``operation`` (create, read, update, delete) on the data node at ``tags``?"""
         namespace = tags[-1][1:].partition("}")[0] if tags else ""
-        module = self.schema.module_for_namespace(namespace)
+        module = self.schema.module_for_namespace(namespace) or _DATA_MODULES.get(namespace)
         for res in self._rules(user):
             rule = res.rule
             if rule.rpc_name is not None or rule.notification_name is not None or res.dead:
