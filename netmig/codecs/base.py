@@ -368,9 +368,14 @@ def di_matches(entry: Any, ctx: VmContext) -> bool:
 
 
 def add_matches(parent: Element, ns: str, name: str, matches: Iterable[tuple[str, str]]) -> None:
-    """One ``<name><leaf>value</leaf></name>`` content-match node per (leaf, value) (RFC 6241 6.2.5)."""
+    """One ``<name><leaf>value</leaf></name>`` content-match node per (leaf, value) (RFC 6241 6.2.5).
+
+    Empty values are skipped: an empty leaf is a selection node, which would select every entry's leaf
+    (the whole table) instead of matching nothing (e.g. the VM's port on a device it is not attached to).
+    """
     for leaf, value in matches:
-        xmlkit.sub(xmlkit.sub(parent, ns, name), ns, leaf, value)
+        if value:
+            xmlkit.sub(xmlkit.sub(parent, ns, name), ns, leaf, value)
 
 
 def top(root: Element, ns: str, name: str) -> Element | None:
