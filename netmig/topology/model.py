@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -17,6 +17,7 @@ from typing import Any
 
 from netmig.errors import InputError
 from netmig.model import PolicyKind
+from netmig.quirks import quirk_profile
 from netmig.settings import QuirkProfile
 
 __all__ = [
@@ -278,13 +279,7 @@ def _device(raw: Mapping[str, Any], base_dir: Path, known_hosts: Path | None) ->
         key_file=_path(raw.get("key-file"), base_dir),
         ssh_agent=bool(raw.get("ssh-agent", False)),
     )
-    quirks_raw = raw.get("quirks", {})
-    quirks = QuirkProfile(
-        validate=quirks_raw.get("validate", "candidate"),
-        confirmed_timer_needs_quiet_s=float(quirks_raw.get("confirmed-timer-needs-quiet-s", 0)),
-        commit_blocked_while_confirm_pending=bool(
-            quirks_raw.get("commit-blocked-while-confirm-pending", False)),
-    )
+    quirks = _quirks(raw["name"], raw.get("quirks", {}))
     return Device(
         raw["name"],
         raw["address"],
@@ -297,6 +292,23 @@ def _device(raw: Mapping[str, Any], base_dir: Path, known_hosts: Path | None) ->
         _path(raw.get("known-hosts"), base_dir) or known_hosts,
         quirks,
     )
+
+
+# quirks leaf -> QuirkProfile field and its type; a leaf given in the topology overrides the profile's value
+_QUIRK_LEAVES: dict[str, tuple[str, Callable[[Any], object]]] = {
+    "validate": ("validate", str),
+    "confirmed-timer-needs-quiet-s": ("confirmed_timer_needs_quiet_s", float),
+    "commit-blocked-while-confirm-pending": ("commit_blocked_while_confirm_pending", bool),
+}
+
+
+def _quirks(device: str, raw: Mapping[str, Any]) -> QuirkProfile:
+    """The device's named quirk profile (``rfc6241`` if none) with the leaves it gives overriding it."""
+    overrides = {attr: kind(raw[leaf]) for leaf, (attr, kind) in _QUIRK_LEAVES.items() if leaf in raw}
+    try:
+        return quirk_profile(str(raw.get("profile", "rfc6241")), **overrides)
+    except (KeyError, ValueError) as exc:  # the loader rejects unknown names first; raw JSON may not
+        raise InputError(f"device {device!r}: quirks: {exc.args[0] if exc.args else exc}") from None
 
 
 def _renames(raw: Mapping[str, Any], name: str, kind: type[Any]) -> dict[Any, Any]:

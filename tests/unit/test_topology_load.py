@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from netmig.errors import InputError, TopologyError
+from netmig.quirks import PROFILES, quirk_profile
 from netmig.topology import (
     Codec,
     Credentials,
@@ -23,7 +24,8 @@ from netmig.topology import (
     parse_topology,
     resolve_password,
 )
-from netmig.topology.schema import yang_dir
+from netmig.topology.model import build_topology
+from netmig.topology.schema import TOP, data_model, yang_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "topology"
@@ -105,6 +107,39 @@ def test_defaults_quirks_paths_and_credentials() -> None:
     assert topo.vms == {} and topo.mappings == {}
 
 
+
+def test_quirk_profile_by_name_with_overrides() -> None:
+    topo = load_topology(DATA / "good-quirk-profile.yaml")
+    yuma = quirk_profile("yuma123-netconfd")
+    assert yuma.validate == "inline" and yuma.commit_blocked_while_confirm_pending
+    assert topo.devices["nc1"].quirks == yuma
+    # explicit leaves override the profile's; the leaf not given keeps the profile's value
+    nc2 = topo.devices["nc2"].quirks
+    assert (nc2.validate, nc2.confirmed_timer_needs_quiet_s, nc2.commit_blocked_while_confirm_pending) == (
+        "skip",
+        2,
+        True,
+    )
+    # no profile named: rfc6241 plus the leaf given
+    assert topo.devices["plain"].quirks == quirk_profile("rfc6241", commit_blocked_while_confirm_pending=True)
+    assert topo.devices["plain"].quirks.validate == "candidate"
+
+
+def test_quirk_profile_names_in_yang_are_the_profiles() -> None:
+    leaf = data_model().get_schema_node(f"/{TOP}/devices/quirks/profile")
+    assert set(leaf.type.enum) == set(PROFILES)
+
+
+def test_unknown_quirk_profile_in_raw_json_is_an_input_error() -> None:
+    raw = {
+        "devices": [
+            {"name": "nc1", "address": "192.0.2.21", "site": "S", "role": "leaf", "codec": "acme",
+             "username": "netmig", "password-env": "X", "quirks": {"profile": "junos-21"}}
+        ]
+    }
+    with pytest.raises(InputError, match=r"device 'nc1': quirks: unknown quirk profile 'junos-21' \(known: "):
+        build_topology(raw, source="raw", base_dir=DATA)
+
 def test_password_comes_from_the_environment_only() -> None:
     creds = Credentials("netmig", password_env="NETMIG_TEST_PW")
     assert resolve_password(creds, {"NETMIG_TEST_PW": "s3cret"}) == "s3cret"
@@ -129,6 +164,12 @@ def test_password_comes_from_the_environment_only() -> None:
         ),
         ("bad-missing-mandatory.yaml", 3, "devices[leaf1]", "missing mandatory 'role'"),
         ("bad-enum.yaml", 5, "devices[leaf1]/role", "'router' is not one of leaf, spine, firewall, nat, lb"),
+        (
+            "bad-quirk-profile.yaml",
+            11,
+            "devices[leaf1]/quirks/profile",
+            "'junos-21' is not one of rfc6241, yuma123-netconfd",
+        ),
         ("bad-range.yaml", 4, "devices[leaf1]/port", "70000 is out of range 1..65535"),
         (
             "bad-range.yaml",
@@ -297,7 +338,9 @@ def _yanglint(path: Path, tmp_path: Path) -> tuple[int, str]:
     return proc.returncode, proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("path", [EXAMPLE, DATA / "good-minimal.yaml"], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", [EXAMPLE, DATA / "good-minimal.yaml", DATA / "good-quirk-profile.yaml"], ids=lambda p: p.name
+)
 def test_yanglint_accepts_good_files(path: Path, tmp_path: Path) -> None:
     assert _yanglint(path, tmp_path) == (0, "")
 
@@ -309,6 +352,7 @@ def test_yanglint_accepts_good_files(path: Path, tmp_path: Path) -> None:
         ("bad-bridge-role.yaml", "a host's bridge must be a leaf device"),
         ("bad-range.yaml", "out of type uint16 min/max bounds"),
         ("bad-enum.yaml", 'Invalid enumeration value "router"'),
+        ("bad-quirk-profile.yaml", 'Invalid enumeration value "junos-21"'),
         ("bad-missing-mandatory.yaml", 'Mandatory node "role"'),
         ("bad-credentials.yaml", 'Data for both cases "password-env" and "key-file"'),
         ("bad-ssh-agent.yaml", "ssh-agent must be true when given"),
