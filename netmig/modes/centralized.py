@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from netmig.check import CheckResult, check_destination, delta
 from netmig.codecs.base import DeviceCodec, Element, VmContext
+from netmig.devicegate import holding
 from netmig.devices import DeviceHandle, handles_for, open_sessions, ssh_policy_for
 from netmig.errors import BundleError, MigrationRolledBackError, PolicyConflictError, TransactionError
 from netmig.feedback import DeviceOutcome, MigrationResult, Outcome
@@ -83,6 +84,7 @@ class DryRun:
 
     prepared: PreparedMigration
     planned: tuple[PlannedChange, ...]
+    di_moves: tuple[str, ...] = ()  # middle, d-push, d-pull: who would be asked to move the VM's DI
 
 
 def _rules_for(plan: MigrationPlan) -> Callable[[str], TranslationRules]:
@@ -263,25 +265,27 @@ def run_centralized(plan: MigrationPlan, topology: Topology, options: MigrationO
         recorder.begin(names or sorted(handles), journal_plan(prepared, handles, cleanup, options=options,
                                                               ssh=ssh, persist_ids=txn.persist_ids))
     started = time.perf_counter()
-    deadline = time.monotonic() + options.timeouts.busy_wait_s
-    while True:
-        try:
-            outcomes: tuple[DeviceOutcome, ...] = txn.run()
-            break
-        except TransactionError as exc:
+    # migrations of this process queue for shared devices (netmig.devicegate); others meet the lock retry
+    with holding(c.endpoint for c in prepared.changes):
+        deadline = time.monotonic() + options.timeouts.busy_wait_s
+        while True:
+            try:
+                outcomes: tuple[DeviceOutcome, ...] = txn.run()
+                break
+            except TransactionError as exc:
+                if hook is not None:
+                    hook.results(exc.outcomes)
+                retry = factory.busy and isinstance(exc, MigrationRolledBackError)
+                if not retry or time.monotonic() > deadline:
+                    raise
+            # another migration holds a device: every lock was released; back off, then a fresh transaction
+            log.info("migration %s: a device is busy, retrying the transaction", migration_id)
+            time.sleep(random.uniform(0.1, 1.0))
+            factory = patient_sessions(ssh, options.timeouts, max_wait_s=LOCK_ATTEMPT_WAIT_S)
+            txn = NetworkTransaction(prepared.changes, ssh=ssh, timeouts=options.timeouts,
+                                     commit=options.commit, on_step=hook or on_step, session_factory=factory)
             if hook is not None:
-                hook.results(exc.outcomes)
-            retry = factory.busy and isinstance(exc, MigrationRolledBackError)
-            if not retry or time.monotonic() > deadline:
-                raise
-        # another migration holds a device: every lock was released; back off, then a fresh transaction
-        log.info("migration %s: a device is busy, retrying the transaction", migration_id)
-        time.sleep(random.uniform(0.1, 1.0))
-        factory = patient_sessions(ssh, options.timeouts, max_wait_s=LOCK_ATTEMPT_WAIT_S)
-        txn = NetworkTransaction(prepared.changes, ssh=ssh, timeouts=options.timeouts, commit=options.commit,
-                                 on_step=hook or on_step, session_factory=factory)
-        if hook is not None:
-            hook.persist_ids = txn.persist_ids
+                hook.persist_ids = txn.persist_ids
     if hook is not None and recorder is not None:
         hook.results(outcomes)
         recorder.applied = True
@@ -332,10 +336,12 @@ def cleanup_source(prepared: PreparedMigration, topology: Topology, options: Mig
     txn = NetworkTransaction(changes, ssh=ssh, timeouts=options.timeouts, commit=options.commit,
                              on_step=hook or on_step, session_factory=patient_sessions(ssh, options.timeouts))
     if hook is None:
-        return txn.run()
+        with holding(c.endpoint for c in changes):
+            return txn.run()
     hook.persist_ids = txn.persist_ids
     try:
-        outcomes = txn.run()
+        with holding(c.endpoint for c in changes):
+            outcomes = txn.run()
     except TransactionError as exc:
         hook.results(exc.outcomes)
         raise
