@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
-from netmig.errors import InputError, NetmigError, RollbackIncompleteError
+from netmig.errors import NetmigError, RollbackIncompleteError
 from netmig.feedback import MigrationResult
 from netmig.journal import Journal, MigrationInProgressError
 from netmig.journal_hook import MigrationRecorder
@@ -53,12 +53,14 @@ def migrate(vm_id: str, *, source: str, destination: str, topology: Topology | s
     plan = resolve(topo, vm_id, source, destination)
     mid = migration_id or new_migration_id()
     log.info("migration %s: %s from %s to %s (%s)", mid, vm_id, source, destination, opts.mode.value)
-    if opts.mode is not Mode.CENTRALIZED:
-        if opts.dry_run:
-            raise InputError(f"--dry-run shows the centralized edits; mode {opts.mode.value} has no dry run")
-        return _run_other_mode(plan, topo, opts, migration_id=mid, environ=environ, on_step=on_step,
-                               store=store, feedback_deadline_s=feedback_deadline_s)
+    if opts.mode is not Mode.CENTRALIZED and opts.dry_run:
+        from netmig.modes.middle import dry_run_other_mode
+
+        return dry_run_other_mode(plan, topo, opts, environ=environ, on_step=on_step)
     if journal is None or opts.dry_run:
+        if opts.mode is not Mode.CENTRALIZED:
+            return _run_other_mode(plan, topo, opts, migration_id=mid, environ=environ, on_step=on_step,
+                                   store=store, feedback_deadline_s=feedback_deadline_s)
         return run_centralized(plan, topo, opts, migration_id=mid, environ=environ, on_step=on_step)
     from netmig.recovery import recover, recover_now
 
@@ -74,8 +76,13 @@ def migrate(vm_id: str, *, source: str, destination: str, topology: Topology | s
     recorder = MigrationRecorder(journal, mid, vm_id=vm_id, mode=opts.mode.value, source_host=source,
                                  destination_host=destination)
     try:
-        result = run_centralized(plan, topo, opts, migration_id=mid, environ=environ, on_step=on_step,
-                                 recorder=recorder)
+        if opts.mode is Mode.CENTRALIZED:
+            result = run_centralized(plan, topo, opts, migration_id=mid, environ=environ, on_step=on_step,
+                                     recorder=recorder)
+        else:
+            result = _run_other_mode(plan, topo, opts, migration_id=mid, environ=environ, on_step=on_step,
+                                     store=store, feedback_deadline_s=feedback_deadline_s,
+                                     recorder=recorder)
     except RollbackIncompleteError:
         if recorder.begun:  # settle it now if the devices answer; otherwise recovery does it later
             recover_now(journal, mid, environ=environ, ssh=opts.ssh, timeouts=opts.timeouts)
@@ -94,14 +101,15 @@ def migrate(vm_id: str, *, source: str, destination: str, topology: Topology | s
 
 def _run_other_mode(plan: MigrationPlan, topology: Topology, options: MigrationOptions, *, migration_id: str,
                     environ: Mapping[str, str] | None, on_step: StepHook | None, store: TransferStore | None,
-                    feedback_deadline_s: float) -> MigrationResult:
-    """The middle, d-push and d-pull modes (no journal yet: their devices settle by confirm timeout)."""
+                    feedback_deadline_s: float, recorder: MigrationRecorder | None = None) -> MigrationResult:
+    """The middle, d-push and d-pull modes (journaled through ``recorder`` when given)."""
     if options.mode is Mode.MIDDLE:
         from netmig.modes.middle import run_middle
 
         return run_middle(plan, topology, options, migration_id=migration_id, environ=environ,
-                          on_step=on_step, store=store)
+                          on_step=on_step, store=store, recorder=recorder)
     from netmig.modes.distributed import run_distributed
 
     return run_distributed(plan, topology, options, migration_id=migration_id, environ=environ,
-                           on_step=on_step, push=options.mode is Mode.D_PUSH, deadline_s=feedback_deadline_s)
+                           on_step=on_step, push=options.mode is Mode.D_PUSH, deadline_s=feedback_deadline_s,
+                           recorder=recorder)

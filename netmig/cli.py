@@ -146,6 +146,8 @@ def _print_dry_run(dry: DryRun, fmt: str, out: TextIO) -> None:
         else:
             for line in planned.edit_xml.splitlines()[1:-1]:
                 out.write(f"+ {line[2:]}\n")
+    for line in dry.di_moves:
+        out.write(f"  DI: {line}\n")
 
 
 def _fail_json(exc: NetmigError, vm: str, migration_id: str) -> str:

@@ -60,6 +60,11 @@ class Step(StrEnum):
     CONFIRM = "confirm"
     CANCEL = "cancel"
     UNLOCK = "unlock"
+    # the middle and distributed modes (issue 4); they change nothing by themselves, recovery ignores them
+    EXPORT = "export"              # middle: a source's opaque DI blob stored (detail: digest, entry count)
+    ASSOCIATE = "associate"        # d-push/d-pull: the vdp-associate sent to the bridge
+    TRANSFER = "di-transferred"    # d-push/d-pull: a device says it moved DI to its partner
+    FEEDBACK = "feedback"          # d-push/d-pull: a device's migration-feedback (ok: its status)
 
 
 class RecoveryAction(StrEnum):

@@ -43,6 +43,7 @@ __all__ = [
     "coordinator_identity",
     "device_entry",
     "journal_plan",
+    "modes_plan",
 ]
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,19 @@ def journal_plan(prepared: PreparedMigration, handles: Mapping[str, DeviceHandle
     }
 
 
+def modes_plan(prepared: PreparedMigration, handles: Mapping[str, DeviceHandle], roles: Mapping[str, str], *,
+               options: MigrationOptions, ssh: SshPolicy,
+               persist_ids: Mapping[str, str]) -> dict[str, object]:
+    """:func:`journal_plan` for the middle and distributed modes: also every other device they touch
+    (``roles``: DI receivers without a static change, reporters, the bridge), so recovery can reach them."""
+    plan = journal_plan(prepared, handles, {}, options=options, ssh=ssh, persist_ids=persist_ids)
+    devices = plan["devices"]
+    assert isinstance(devices, dict)
+    for name, role in sorted(roles.items()):
+        devices.setdefault(name, device_entry(handles[name], role))
+    return plan
+
+
 @dataclass(slots=True)
 class StageHook:
     """The ``on_step`` hook of one transaction: journals each step, then passes it on (progress)."""
@@ -227,6 +241,12 @@ class MigrationRecorder:
         if error is not None:
             detail["error"] = error
         self.journal.record(self.migration_id, device, step, ok=ok, detail=detail or None)
+
+    def note(self, device: str, step: JStep, *, ok: bool | None = None,
+             detail: Mapping[str, object] | None = None) -> None:
+        """Journal what a device reported or what netmig observed (export, associate, transfer, feedback)."""
+        if self.begun:
+            self.journal.record(self.migration_id, device, step, ok=ok, detail=detail)
 
     def finish(self, outcome: str, summary: Mapping[str, object]) -> None:
         if self.begun:

@@ -27,7 +27,9 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from netmig.devicegate import holding
 from netmig.devices import DeviceHandle, handles_for, open_sessions, ssh_policy_for
 from netmig.errors import DeviceError, MigrationRolledBackError, NetmigError, RollbackIncompleteError
 from netmig.feedback import DeviceOutcome, DevicePhase, MigrationResult, Outcome
@@ -39,6 +41,9 @@ from netmig.topology.model import Topology
 from netmig.topology.resolve import MigrationPlan
 from netmig.transaction import DeviceChange, StepHook
 from netmig.xmlkit import Element, children, element, local_name, sub, text_of
+
+if TYPE_CHECKING:
+    from netmig.journal_hook import MigrationRecorder
 
 __all__ = ["Report", "persist_id_for", "run_distributed"]
 
@@ -104,22 +109,44 @@ def _associate(plan: MigrationPlan, options: MigrationOptions, handles: Mapping[
     return bridge, op
 
 
-def _stage(session: DeviceSession, change: DeviceChange, persist: str, options: MigrationOptions) -> None:
-    """Static edit (possibly empty) + commit confirmed with the derived persist-id; unlocked afterwards."""
+def _stage(session: DeviceSession, change: DeviceChange, persist: str, options: MigrationOptions,
+           recorder: MigrationRecorder | None = None) -> None:
+    """Static edit (possibly empty) + commit confirmed with the derived persist-id; unlocked afterwards.
+
+    With a ``recorder`` each step is journaled before it is taken (the commit with its persist-id)."""
+    from netmig.journal import Step as JStep
+
+    name = change.endpoint.name
+
+    def step(kind: JStep, persist_id: str | None = None) -> None:
+        if recorder is not None:
+            recorder.step(name, kind, persist_id=persist_id, stage="apply")
+
+    step(JStep.LOCK)
     with session.locked("candidate"):
+        step(JStep.DISCARD)
         session.discard_changes()
         if len(change.edit):
+            step(JStep.EDIT)
             session.edit_config("candidate", change.edit)
+            if change.endpoint.quirks.validate in ("candidate", "inline"):
+                step(JStep.VALIDATE)
             if change.endpoint.quirks.validate == "candidate":
                 session.validate("candidate")
             elif change.endpoint.quirks.validate == "inline":
                 session.validate(change.edit)
+        step(JStep.COMMIT_CONFIRMED, persist)
         session.commit(confirmed=True, timeout_s=options.commit.confirm_timeout_s, persist=persist)
+        step(JStep.UNLOCK)
 
 
 def _listen(session: DeviceSession, report: Report, migration_id: str, deadline: float,
-            on_step: StepHook | None) -> None:
-    """Read notifications until this device's migration-feedback for the migration, or the deadline."""
+            on_step: StepHook | None, recorder: MigrationRecorder | None = None) -> None:
+    """Read notifications until this device's migration-feedback for the migration, or the deadline.
+
+    With a ``recorder`` each di-transferred and the migration-feedback are journaled as they arrive."""
+    from netmig.journal import Step as JStep
+
     while (left := deadline - time.monotonic()) > 0:
         note = session.next_notification(timeout_s=left)
         if note is None:
@@ -134,19 +161,35 @@ def _listen(session: DeviceSession, report: Report, migration_id: str, deadline:
                 log.info("migration %s: di-transferred %s", migration_id, line)
                 if on_step is not None:
                     on_step(report.device, f"di-transferred {line}")  # type: ignore[arg-type]
+                if recorder is not None:
+                    recorder.note(report.device, JStep.TRANSFER, ok=True, detail={"transfer": line})
             elif local_name(body) == "migration-feedback":
                 report.status = text_of(body, MIGRATION_NS, "status")
                 report.reason = text_of(body, MIGRATION_NS, "reason")
                 for count in children(body, MIGRATION_NS, "count"):
                     kind = text_of(count, MIGRATION_NS, "kind") or "?"
                     report.counts[kind] = int(text_of(count, MIGRATION_NS, "entries") or 0)
+                if recorder is not None:
+                    detail: dict[str, object] = {"status": report.status or "?",
+                                                 "counts": dict(report.counts)}
+                    if report.reason:
+                        detail["reason"] = report.reason
+                    recorder.note(report.device, JStep.FEEDBACK, ok=report.status == "success", detail=detail)
                 return
 
 
 def _settle(sessions: Mapping[str, DeviceSession], names: Sequence[str], migration_id: str, *,
-            confirm: bool) -> dict[str, str]:
-    """Confirm (or cancel) the pending confirmed commit on each device; errors by device."""
+            confirm: bool, recorder: MigrationRecorder | None = None) -> dict[str, str]:
+    """Confirm (or cancel) the pending confirmed commit on each device; errors by device.
+
+    Journaled before (write-ahead, with the persist-id) and after (the result) each device's step."""
+    from netmig.journal import Step as JStep
+
     errors: dict[str, str] = {}
+    kind = JStep.CONFIRM if confirm else JStep.CANCEL
+    if recorder is not None:  # every confirm is journaled before the first is sent (point of no return)
+        for name in names:
+            recorder.step(name, kind, persist_id=persist_id_for(migration_id, name), stage="apply")
 
     def one(name: str) -> None:
         persist = persist_id_for(migration_id, name)
@@ -155,8 +198,12 @@ def _settle(sessions: Mapping[str, DeviceSession], names: Sequence[str], migrati
                 sessions[name].commit(persist_id=persist)
             else:
                 sessions[name].cancel_commit(persist)
+            if recorder is not None:
+                recorder.result(name, kind, ok=True, stage="apply")
         except NetmigError as exc:
             errors[name] = str(exc)
+            if recorder is not None:
+                recorder.result(name, kind, ok=False, stage="apply", error=str(exc))
 
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(names)))) as workers:
         list(workers.map(one, names))
@@ -165,8 +212,16 @@ def _settle(sessions: Mapping[str, DeviceSession], names: Sequence[str], migrati
 
 def run_distributed(plan: MigrationPlan, topology: Topology, options: MigrationOptions, *, migration_id: str,
                     push: bool, environ: Mapping[str, str] | None = None, on_step: StepHook | None = None,
-                    deadline_s: float = 30.0) -> MigrationResult:
-    """Migrate in the d-push (``push``) or d-pull mode; raises a TransactionError subclass on FAIL."""
+                    deadline_s: float = 30.0, recorder: MigrationRecorder | None = None) -> MigrationResult:
+    """Migrate in the d-push (``push``) or d-pull mode; raises a TransactionError subclass on FAIL.
+
+    With a ``recorder`` the migration is journaled (begun after the read-only preparation): every
+    device step before it is taken (the confirmed commits with the persist-id derived from the
+    migration-id, which the devices' own follow-up commits share, so recovery's cancel-commit undoes
+    their imports too), the associate, each transfer and feedback as it arrives, verify and confirm.
+    """
+    from netmig.journal import Step as JStep
+    from netmig.journal_hook import modes_plan
     timings: dict[str, float] = {}
     prepared = prepare(plan, topology, options, environ=environ, on_step=on_step, kinds=STATIC_KINDS)
     timings.update(prepared.timings_ms)
@@ -177,7 +232,17 @@ def run_distributed(plan: MigrationPlan, topology: Topology, options: MigrationO
     reporters_side = [d.name for d in (plan.source_devices if push else plan.destination_devices)]
     needed = sorted(set(changes) | set(reporters_side))
     outcomes: dict[str, DeviceOutcome] = {}
-    with open_sessions([handles[n] for n in needed], ssh=ssh, timeouts=options.timeouts) as sessions:
+    bridge = plan.source.bridge.name if push else plan.destination.bridge.name
+    if recorder is not None:
+        roles = {n: "reporter" for n in reporters_side} | {bridge: "bridge"} | dict.fromkeys(changes,
+                                                                                          "destination")
+        recorder.begin(sorted(roles), modes_plan(prepared, handles, roles, options=options, ssh=ssh,
+                                                 persist_ids={n: persist_id_for(migration_id, n)
+                                                              for n in changes}))
+    # the pending confirmed commits hold each receiving device until settled: migrations of this
+    # process queue for those devices (netmig.devicegate) instead of failing on each other's commits
+    with holding(handles[n].endpoint for n in changes), \
+            open_sessions([handles[n] for n in needed], ssh=ssh, timeouts=options.timeouts) as sessions:
         for name in reporters_side:
             sessions[name].create_subscription()
         started = time.perf_counter()
@@ -186,10 +251,12 @@ def run_distributed(plan: MigrationPlan, topology: Topology, options: MigrationO
 
         def stage(name: str) -> None:
             try:
-                _stage(sessions[name], changes[name], persist_id_for(migration_id, name), options)
+                _stage(sessions[name], changes[name], persist_id_for(migration_id, name), options, recorder)
                 staged.append(name)
             except NetmigError as exc:
                 failures[name] = str(exc)
+                if recorder is not None:
+                    recorder.note(name, JStep.COMMIT_CONFIRMED, ok=False, detail={"error": str(exc)})
 
         with ThreadPoolExecutor(max_workers=max(1, min(16, len(changes)))) as workers:
             list(workers.map(stage, sorted(changes)))
@@ -199,6 +266,8 @@ def run_distributed(plan: MigrationPlan, topology: Topology, options: MigrationO
             started = time.perf_counter()
             bridge, op = _associate(plan, options, handles, migration_id, push=push)
             try:
+                if recorder is not None:
+                    recorder.note(bridge, JStep.ASSOCIATE, detail={"bit": "s" if push else "m"})
                 reply = sessions[bridge].rpc(op)
                 announced = [(e.text or "").strip()
                              for e in children(reply, MIGRATION_NS, "reporting-device")]
@@ -206,11 +275,13 @@ def run_distributed(plan: MigrationPlan, topology: Topology, options: MigrationO
                 if expected != len(announced) or not set(announced) <= set(sessions):
                     raise DeviceError(sessions[bridge].device, f"vdp-associate: bridge announced {announced} "
                                                                f"but expects {expected} reports")
+                if recorder is not None:
+                    recorder.note(bridge, JStep.ASSOCIATE, ok=True, detail={"reporting": announced})
                 deadline = time.monotonic() + deadline_s
                 reports = {n: Report(n) for n in announced}
                 with ThreadPoolExecutor(max_workers=max(1, len(announced))) as workers:
                     list(workers.map(lambda n: _listen(sessions[n], reports[n], migration_id, deadline,
-                                                       on_step), announced))
+                                                       on_step, recorder), announced))
             except NetmigError as exc:
                 failures[bridge] = str(exc)
             timings["transfer"] = (time.perf_counter() - started) * 1000
@@ -224,12 +295,17 @@ def run_distributed(plan: MigrationPlan, topology: Topology, options: MigrationO
             started = time.perf_counter()
             for name in staged:
                 change = changes[name]
+                if recorder is not None:
+                    recorder.step(name, JStep.VERIFY, persist_id=None, stage="apply")
                 mismatches = change.verify(sessions[name].get_config("running", change.verify_filter))
                 if mismatches:
                     failures[name] = f"{name}: verify: running lacks the change: {mismatches[0]}"
+                if recorder is not None:
+                    recorder.result(name, JStep.VERIFY, ok=not mismatches, stage="apply",
+                                    error=failures.get(name))
             timings["verify"] = (time.perf_counter() - started) * 1000
         started = time.perf_counter()
-        settle_errors = _settle(sessions, staged, migration_id, confirm=not failures)
+        settle_errors = _settle(sessions, staged, migration_id, confirm=not failures, recorder=recorder)
         timings["confirm" if not failures else "cancel"] = (time.perf_counter() - started) * 1000
     for name in sorted(changes):
         ok = not failures and name not in settle_errors
@@ -242,6 +318,8 @@ def run_distributed(plan: MigrationPlan, topology: Topology, options: MigrationO
                                            else DevicePhase.PENDING, report.status == "success",
                                            failures.get(name))
     result = tuple(outcomes[n] for n in sorted(outcomes))
+    if recorder is not None and not failures and not settle_errors:
+        recorder.applied = True
     if failures or settle_errors:
         silent = sorted(r.device for r in reports.values() if r.status is None)
         what = "; ".join(failures[n] for n in sorted(failures))

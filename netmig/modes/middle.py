@@ -22,12 +22,14 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from netmig.devicegate import holding
 from netmig.devices import handles_for, open_sessions, ssh_policy_for
-from netmig.errors import MalformedReplyError
+from netmig.errors import MalformedReplyError, TransactionError
 from netmig.feedback import MigrationResult, Outcome
 from netmig.model import PolicyKind
-from netmig.modes.centralized import PreparedMigration, prepare
+from netmig.modes.centralized import DryRun, PreparedMigration, prepare
 from netmig.netconf.session import DeviceSession
 from netmig.options import MigrationOptions
 from netmig.settings import DeviceEndpoint
@@ -37,7 +39,11 @@ from netmig.topology.resolve import MigrationPlan
 from netmig.transaction import DeviceChange, NetworkTransaction, StepHook
 from netmig.xmlkit import Element, element, sub, text_of
 
-__all__ = ["MIGRATION_NS", "STATIC_KINDS", "default_store", "di_routes", "import_op", "rules_into",
+if TYPE_CHECKING:
+    from netmig.journal_hook import MigrationRecorder
+
+__all__ = ["MIGRATION_NS", "STATIC_KINDS", "default_store", "di_routes", "dry_run_other_mode", "import_op",
+           "rules_into",
            "run_middle", "stage_changes", "vm_port_of"]
 
 log = logging.getLogger(__name__)
@@ -156,20 +162,58 @@ class _ImportingSession(DeviceSession):
             self.imported += int(text_of(reply, MIGRATION_NS, "entry-count") or 0)
 
 
+def dry_run_other_mode(plan: MigrationPlan, topology: Topology, options: MigrationOptions, *,
+                       environ: Mapping[str, str] | None = None, on_step: StepHook | None = None) -> DryRun:
+    """What the middle, d-push or d-pull mode would do; devices are only read.
+
+    The static part is prepared and shown as the centralized dry run shows it; the DI part names who
+    would be asked to move what (the partner map's routes), and for d-push/d-pull the associate's bridge.
+    """
+    from netmig.options import Mode
+
+    prepared = prepare(plan, topology, options, environ=environ, on_step=on_step, kinds=STATIC_KINDS)
+    planned = NetworkTransaction(prepared.changes, ssh=ssh_policy_for(topology, options.ssh)).dry_run()
+    routes = di_routes(plan)
+    if options.mode is Mode.MIDDLE:
+        moves = [f"export-di from {s}, import-di into {d}: {', '.join(k)}" for (s, d), k in routes.items()]
+    else:
+        push = options.mode is Mode.D_PUSH
+        bridge = plan.source.bridge.name if push else plan.destination.bridge.name
+        bit = "S-bit (d-push)" if push else "M-bit (d-pull)"
+        moves = [f"vdp-associate with the {bit} to bridge {bridge}"]
+        moves += [f"{s} pushes to {d}: {', '.join(k)}" if push else f"{d} pulls from {s}: {', '.join(k)}"
+                  for (s, d), k in routes.items()]
+        reporters = {bridge} | {s if push else d for s, d in routes}
+        moves.append(f"netmig would wait for feedback from: {', '.join(sorted(reporters))}")
+    return DryRun(prepared, planned, tuple(moves))
+
+
 def run_middle(plan: MigrationPlan, topology: Topology, options: MigrationOptions, *, migration_id: str,
                environ: Mapping[str, str] | None = None, on_step: StepHook | None = None,
-               store: TransferStore | None = None) -> MigrationResult:
+               store: TransferStore | None = None,
+               recorder: MigrationRecorder | None = None) -> MigrationResult:
     """Migrate in the middle mode; raises a TransactionError subclass when it fails.
 
     Blobs already in ``store`` for this migration (a coordinator restarted mid-way) are not exported
-    again. The store is emptied of this migration once it succeeded.
+    again. The store is emptied of this migration once it succeeded. With a ``recorder`` the migration
+    is journaled (begun after the read-only preparation): each stored export (digest and entry count,
+    never content) and every transaction step before it is taken, with its persist-id.
     """
+    from netmig.journal import Step as JStep
+    from netmig.journal_hook import modes_plan
+
     timings: dict[str, float] = {}
     started = time.perf_counter()
     prepared = prepare(plan, topology, options, environ=environ, on_step=on_step, kinds=STATIC_KINDS)
     timings.update(prepared.timings_ms)
     ssh = ssh_policy_for(topology, options.ssh)
     routes = di_routes(plan)
+    if recorder is not None:
+        roles = {s: "source" for s, _ in routes} | {d: "destination" for _, d in routes}
+        names = sorted({c.endpoint.name for c in prepared.changes} | set(roles))
+        recorder.begin(names, modes_plan(prepared, handles_for((*plan.source_devices,
+                                                                 *plan.destination_devices), environ),
+                                         roles, options=options, ssh=ssh, persist_ids={}))
     own_store = store is None
     blobs_at: TransferStore = store if store is not None else default_store()
     try:
@@ -182,6 +226,10 @@ def run_middle(plan: MigrationPlan, topology: Topology, options: MigrationOption
                 lambda s: _export(sessions[s], migration_id, plan.vm_id), sources), strict=True))
         for source, blob in exported.items():
             blobs_at.put(migration_id, source, blob)
+            if recorder is not None:
+                recorder.note(source, JStep.EXPORT, ok=True,
+                              detail={"sha256": blob.sha256, "entries": blob.entry_count,
+                                      "content-type": blob.content_type, "bytes": len(blob.data)})
         timings["export"] = (time.perf_counter() - started) * 1000
 
         imports: dict[str, list[Element]] = {}
@@ -202,9 +250,21 @@ def run_middle(plan: MigrationPlan, topology: Topology, options: MigrationOption
             return session
 
         started = time.perf_counter()
+        hook = recorder.stage("apply", on_step) if recorder is not None else None
         txn = NetworkTransaction(changes, ssh=ssh, timeouts=options.timeouts, commit=options.commit,
-                                 on_step=on_step, session_factory=factory)
-        outcomes = txn.run()
+                                 on_step=hook or on_step, session_factory=factory)
+        if hook is not None:
+            hook.persist_ids = txn.persist_ids
+        try:
+            with holding(c.endpoint for c in changes):  # queue with this process's other migrations
+                outcomes = txn.run()
+        except TransactionError as exc:
+            if hook is not None:
+                hook.results(exc.outcomes)
+            raise
+        if hook is not None and recorder is not None:
+            hook.results(outcomes)
+            recorder.applied = True
         timings["apply"] = (time.perf_counter() - started) * 1000
         blobs_at.drop(migration_id)
     finally:
