@@ -401,7 +401,8 @@ def rollback_migration(journal: Journal, migration_id: str, *, environ: Mapping[
         sent = from_dict(VmBundle, _mapping(entry.get("sent"), f"destinations/{name}/sent"))
         endpoint = endpoint_from_plan(plan, name, environ)
         with DeviceSession(endpoint, ssh=policy, timeouts=timeouts) as session:
-            current = session.get_config("running", codec.config_filter(ctx))
+            # the whole running config: encode_removal must see every real of a group to tell it empties it
+            current = session.get_config("running")
         changes.append(DeviceChange(endpoint, codec.encode_removal(sent, ctx, current=current),
                                     _absent(codec, sent, ctx), verify_filter=codec.config_filter(ctx)))
     restored = _cleaned_sources(record)

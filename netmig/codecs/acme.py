@@ -248,6 +248,10 @@ class AcmeCodec:
         return cfg
 
     def encode_removal(self, bundle: VmBundle, ctx: VmContext, *, current: Element | None = None) -> Element:
+        """The VM's entries removed. With ``current`` (the device's data, holding every slb group with all
+        its reals: the whole running config, or before the change this codec's ``config_filter`` selection,
+        which names every group), an slb group that ``current`` lacks (the edit created it) or whose reals
+        are all removed here is removed whole, so the removal leaves no empty group behind."""
         cfg = config_root()
         root = section(cfg, ACME_NS, "acme-fabric")
         st = bundle.static
@@ -273,13 +277,20 @@ class AcmeCodec:
                 )
         if st.lb_member:
             slb = xmlkit.sub(root, ACME_NS, "slb")
+            removed: dict[str, set[tuple[str, int]]] = {}
             for m in st.lb_member:
+                removed.setdefault(m.pool, set()).add((m.address, m.port))
+            held = _group_reals(current) if current is not None else None
+            for pool, reals in removed.items():
                 group = xmlkit.sub(slb, ACME_NS, "group")
-                xmlkit.sub(group, ACME_NS, "name", m.pool)
-                add_leaves(
-                    operation(xmlkit.sub(group, ACME_NS, "real"), "remove"),
-                    (("ip", m.address), ("port", m.port)),
-                )
+                if held is not None and (pool not in held or (held[pool] and held[pool] <= reals)):
+                    # a group the edit created, or one this removal leaves empty: remove it whole
+                    xmlkit.sub(operation(group, "remove"), ACME_NS, "name", pool)
+                    continue
+                xmlkit.sub(group, ACME_NS, "name", pool)
+                for address, port in sorted(reals):
+                    add_leaves(operation(xmlkit.sub(group, ACME_NS, "real"), "remove"),
+                               (("ip", address), ("port", port)))
         kinds = bundle.kinds() & self.supported_kinds & frozenset(_TABLES)
         if kinds:
             preload = xmlkit.sub(root, ACME_NS, "preload")
@@ -346,6 +357,17 @@ def _all(root: Element | None, *steps: str) -> list[Element]:
     if root is None:
         return []
     return list(root.iterfind("/".join(xmlkit.qualify(ACME_NS, s) for s in steps)))
+
+
+def _group_reals(data: Element) -> dict[str, set[tuple[str, int]]]:
+    """Every slb group in ``data`` (a ``<data>``/``<config>``) with the (ip, port) of its reals."""
+    out: dict[str, set[tuple[str, int]]] = {}
+    for group in _all(top(data, ACME_NS, "acme-fabric"), "slb", "group"):
+        reals = out.setdefault(xmlkit.text_of(group, ACME_NS, "name") or "", set())
+        for real in xmlkit.children(group, ACME_NS, "real"):
+            f = flat_leaves(real)
+            reals.add((f.get("ip", ""), int_or_none(f.get("port")) or 0))
+    return out
 
 
 def _find(root: Element | None, name: str, key: str, value: str) -> Element | None:
