@@ -51,7 +51,7 @@ from .rpcerror import SimRpcError
 from .schema import Schema, SNode
 from .xml import MONITORING_NS, NC_NS, YANGLIB_NS, Element
 
-__all__ = ["Nacm", "NacmConfig", "NacmRule", "NacmRuleList", "nacm_from_mapping"]
+__all__ = ["Nacm", "NacmConfig", "NacmRule", "NacmRuleList", "changes", "nacm_from_mapping"]
 
 OPERATIONS = ("create", "read", "update", "delete", "exec")
 _DEFAULT_DENY_ALL_RPCS = frozenset({("ietf-netconf", "kill-session"), ("ietf-netconf", "delete-config")})
@@ -345,7 +345,7 @@ class Nacm:
 
     def check_write(self, user: str, before: Element, after: Element) -> None:
         """Raise access-denied for the first created, updated or deleted node ``user`` may not write."""
-        for operation, tags, path, nsmap in _diff(self.schema, before, after):
+        for operation, tags, path, nsmap in changes(self.schema, before, after):
             if not self.permits(user, tags, operation):
                 raise _denied(f"access denied: {user} may not {operation} {path}", error_type="application",
                               path=path, nsmap=nsmap)
@@ -384,9 +384,11 @@ def _all(schema: Schema, operation: str, el: Element, snode: SNode | None, tags:
         yield from _all(schema, operation, child, sub, (*tags, str(child.tag)), here, nsmap)
 
 
-def _diff(schema: Schema, before: Element, after: Element, snode: SNode | None = None,
-          tags: tuple[str, ...] = (), path: str = "", nsmap: dict[str, str] | None = None
-          ) -> Iterator[_Change]:
+def changes(schema: Schema, before: Element, after: Element, snode: SNode | None = None,
+            tags: tuple[str, ...] = (), path: str = "", nsmap: dict[str, str] | None = None
+            ) -> Iterator[_Change]:
+    """Every node created, updated (leaf value) or deleted from ``before`` to ``after`` (``<data>`` roots):
+    ``(operation, Clark tags, XPath with key predicates, its prefix map)``; list entries by key."""
     snode = schema.root if snode is None and not tags else snode
     nsmap = {} if nsmap is None else nsmap
     old, new = _index(before, snode), _index(after, snode)
@@ -405,7 +407,7 @@ def _diff(schema: Schema, before: Element, after: Element, snode: SNode | None =
             if etree.tostring(el, method="c14n") != etree.tostring(prev, method="c14n"):
                 yield "update", here_tags, here, nsmap
         else:
-            yield from _diff(schema, prev, el, sub, here_tags, here, nsmap)
+            yield from changes(schema, prev, el, sub, here_tags, here, nsmap)
     for key, (el, sub) in old.items():
         if key not in new:
             here = xpath_of(schema, sub, path, el, nsmap) if sub is not None else f"{path}/{el.tag!s}"
