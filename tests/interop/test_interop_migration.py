@@ -76,7 +76,7 @@ class Lab:
 
     devices: dict[str, Endpoint]  # topology device name -> endpoint
     nc: Fabric  # conftest Fabric over every device, with the combined known_hosts
-    profiles: dict[str, QuirkProfile]  # measured quirk profile per device
+    profiles: dict[str, QuirkProfile]  # quirk profile per device: the topology's, rfc6241 if not yuma123
     environ: dict[str, str]
 
     def topology(self, name: str = "topology.yaml", **quirks: QuirkProfile) -> Topology:
@@ -116,14 +116,18 @@ def lab(fabric: Fabric, tmp_path_factory: pytest.TempPathFactory, schema_cache: 
         cfg = state / "all_ssh_config"
         cfg.write_text(f"Host *\n    UserKnownHostsFile {kh}\n")
         nc = Fabric(tuple(devices.values()), kh, cfg, fabric.harness)
+        # each device's quirk profile as data/topology.yaml names it (yuma123-netconfd for the netconfd
+        # devices, rfc6241 for netconf-sim); an endpoint whose hello shows another server gets rfc6241
+        named = load_topology(DATA / "topology.yaml").devices
         profiles = {}
         for name, ep in devices.items():
+            profiles[name] = named[name].quirks
             if ep.role == "sim":
-                profiles[name] = quirk_profile("rfc6241")
                 continue
             m = connect(nc, ep)
             try:
-                profiles[name] = quirk_profile("yuma123-netconfd" if is_yuma(m) else "rfc6241")
+                if not is_yuma(m):
+                    profiles[name] = quirk_profile("rfc6241")
             finally:
                 m.close_session()
         environ = {"NETMIG_INTEROP_PW_" + n.upper().replace("-", "_"): ep.password
@@ -482,3 +486,13 @@ def test_quirk_profiles_are_data() -> None:
     assert quirk_profile("yuma123-netconfd", validate="skip").validate == "skip"
     with pytest.raises(KeyError, match="known: rfc6241, yuma123-netconfd"):
         quirk_profile("junos")
+
+
+def test_interop_topologies_name_the_quirk_profiles() -> None:
+    yuma, rfc = quirk_profile("yuma123-netconfd"), quirk_profile("rfc6241")
+    for name in ("topology.yaml", "topology-two-dst.yaml"):
+        devices = load_topology(DATA / name).devices
+        assert {d: devices[d].quirks for d in NETCONFD if d in devices} == {
+            d: yuma for d in NETCONFD if d in devices}, name
+        assert all(devices[d].quirks == rfc for d in devices if d.startswith("sim-")), name
+    assert len(load_topology(DATA / "topology-two-dst.yaml").devices) == 3
