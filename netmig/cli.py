@@ -58,7 +58,8 @@ modes (seed draft sections 4-6):
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="netmig", description="Move a live-migrating VM's network "
                                      "policies and learned state to its new devices over NETCONF.")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log warnings (-vv: each step, -vvv: debug)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     mig = sub.add_parser("migrate", help="migrate one VM's policies", epilog=MODE_HELP,
                          formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -198,7 +199,9 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     stdout, stderr = out or sys.stdout, err or sys.stderr
     parser = _parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
+    # Quiet by default: the one FAIL line says what went wrong; -v shows the warnings and steps behind it.
+    level = (logging.CRITICAL if args.verbose == 0 else logging.WARNING if args.verbose == 1
+             else logging.INFO if args.verbose == 2 else logging.DEBUG)
     logging.basicConfig(level=level, stream=stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.command in cli_journal.COMMANDS:
@@ -217,9 +220,9 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         stderr.write("netmig: interrupted\n")
         return EXIT_INTERRUPTED
     except Exception as exc:  # the one place a foreign error is allowed to stop: one line, no traceback
-        if args.verbose > 1:
+        if args.verbose > 2:
             raise
-        stderr.write(f"netmig: internal error: {type(exc).__name__}: {exc} (run with -vv for details)\n")
+        stderr.write(f"netmig: internal error: {type(exc).__name__}: {exc} (run with -vvv for details)\n")
         return EXIT_INTERNAL
 
 

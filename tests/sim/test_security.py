@@ -2,7 +2,7 @@
 
 - An unknown or changed host key fails with one line naming the device, exit 3; ``--no-host-key-check``
   works and warns.
-- The simulator's passwords (unique per device here) never show up in logs (-vv, every logger), ``--json``
+- The simulator's passwords (unique per device here) never show up in logs (-vvv, every logger), ``--json``
   output, the error line, or an exception's str/repr/traceback, on success, failure and wrong-password paths.
 """
 
@@ -111,19 +111,19 @@ def test_secrets_never_leak(lab: Any, caplog: pytest.LogCaptureFixture,
     captured: list[str] = []
     base = [*ARGS, "--topology", str(topo), "--known-hosts", str(fabric.known_hosts)]
     # success, with debug logging and JSON output
-    code, out, err = run(["-vv", *base, "--json"])
+    code, out, err = run(["-vvv", *base, "--json"])
     assert code == 0, err
     assert '"outcome": "SUCCESS"' in out
     captured += [out, err]
     # failure: b-leaf1 garbles its commit reply, the transaction rolls back (exit 5), JSON again
     make_hostile(fabric, "b-leaf1", "xxe", {"commit"}, after=True)
-    code, out, err = run(["-vv", *base, "--json", "--confirm-timeout", "5"])
+    code, out, err = run(["-vvv", *base, "--json", "--confirm-timeout", "5"])
     assert code == 5, err
     captured += [out, err]
     # wrong password: AuthError, exit 3, the wrong password must not leak either
     wrong = "Wx-" + secrets.token_hex(8)
     monkeypatch.setenv(PASSWORD_ENV, wrong)
-    code, out, err = run(["-vv", *base, "--json"])
+    code, out, err = run(["-vvv", *base, "--json"])
     assert code == 3 and "authentication failed" in err, err
     captured += [out, err]
     # the library raises: str, repr and the whole chained traceback
