@@ -12,15 +12,24 @@ processes still meet the device's own lock and the busy retries.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from netmig.settings import DeviceEndpoint
 
-__all__ = ["holding"]
+__all__ = ["held_s", "holding"]
 
 _guard = threading.Lock()
 _locks: dict[str, threading.Lock] = {}
+_held_s: dict[str, float] = {}  # seconds each device was held, since the process started
+
+
+def held_s() -> dict[str, float]:
+    """Seconds each device (``host:port``) has been held by a migration of this process (benchmarks:
+    when the busiest device was held for about the whole wall time, that device bounds the throughput)."""
+    with _guard:
+        return dict(_held_s)
 
 
 @contextmanager
@@ -30,11 +39,18 @@ def holding(endpoints: Iterable[DeviceEndpoint]) -> Iterator[None]:
     with _guard:
         locks = [_locks.setdefault(k, threading.Lock()) for k in keys]
     taken: list[threading.Lock] = []
+    since = 0.0
     try:
         for lock in locks:
             lock.acquire()
             taken.append(lock)
+        since = time.monotonic()
         yield
     finally:
+        if since:
+            spent = time.monotonic() - since
+            with _guard:
+                for key in keys:
+                    _held_s[key] = _held_s.get(key, 0.0) + spent
         for lock in reversed(taken):
             lock.release()
