@@ -34,6 +34,7 @@ class DevicePhase(StrEnum):
     PLANNED = "planned"              # dry run: computed, nothing sent
     DISCARDED = "discarded"          # failed before commit; candidate discarded
     ROLLED_BACK = "rolled-back"      # committed, then cancel-commit succeeded
+    COMPENSATED = "compensated"      # confirmed, then undone by its own confirmed commit (another failed)
     ROLLBACK_FAILED = "rollback-failed"
 
 

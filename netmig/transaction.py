@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NoReturn
 
 from netmig.errors import (
     DeviceError,
@@ -55,6 +56,12 @@ class Step(StrEnum):
     UNLOCK = "unlock"
     CANCEL_COMMIT = "cancel-commit"
     ROLLBACK_DISCARD = "rollback-discard"
+    # compensation: a confirmed device undone by its own confirmed commit when another device's
+    # confirming commit failed for good (still under the transaction's candidate lock)
+    COMPENSATE = "compensate"                    # discard, edit-config of the undo, validate
+    COMPENSATE_COMMIT = "compensate-commit"      # commit confirmed, persist-id compensate_ids[device]
+    COMPENSATE_VERIFY = "compensate-verify"      # running no longer holds the VM's entries
+    COMPENSATE_CONFIRM = "compensate-confirm"    # confirming commit of the undo
 
 
 StepHook = Callable[[str, Step], None]
@@ -66,7 +73,11 @@ class DeviceChange:
     """What one device must take: the ``<config>`` to send and how to check running afterwards.
 
     ``verify`` gets the device's running config (``<data>``, read with ``verify_filter``) and returns a
-    list of mismatches, empty when the device holds what was meant.
+    list of mismatches, empty when the device holds what was meant. ``undo`` is the ``<config>`` removing
+    exactly what ``edit`` adds (nothing the device held before), ``verify_undone`` checks running (read
+    the same way) no longer holds any of it: with both, a device already confirmed when another device's
+    confirming commit fails for good is compensated, and a cancel-commit that finds nothing pending
+    counts as rolled back when running does not hold the change.
     """
 
     endpoint: DeviceEndpoint
@@ -75,6 +86,8 @@ class DeviceChange:
     verify_filter: Element | None = None
     modules: tuple[str, ...] = ()
     features: tuple[tuple[str, str], ...] = ()
+    undo: Element | None = None
+    verify_undone: Callable[[Element], list[str]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +149,7 @@ class NetworkTransaction:
         self._busy = BusyRetry(max_wait_s=self._timeouts.busy_wait_s)
         # Fresh per device per transaction; public so a journal can record them before anything is sent.
         self.persist_ids = {name: secrets.token_hex(16) for name in names}
+        self.compensate_ids = {name: secrets.token_hex(16) for name in names}  # the undo's commits
         self.timings_ms: dict[str, float] = {}
 
     def _default_session(self, endpoint: DeviceEndpoint) -> DeviceSession:
@@ -232,12 +246,7 @@ class NetworkTransaction:
             failed = [d for d in devices if d.phase is not DevicePhase.CONFIRMED]
             if failed:
                 self._abort.set()
-                self._phase("rollback", failed, self._rollback, stop_on_failure=False)
-                kept = [d.name for d in devices if d.phase is DevicePhase.CONFIRMED]
-                kept += [d.name for d in failed if d.phase is DevicePhase.ROLLBACK_FAILED]
-                raise RollbackIncompleteError(
-                    f"confirming commit failed on {', '.join(d.name for d in failed)}; devices already "
-                    "confirmed keep the change", kept, self._outcomes(devices))
+                self._give_back(devices, failed)
             self._phase("unlock", devices, self._finish, stop_on_failure=False)
             return self._outcomes(devices)
         finally:
@@ -410,6 +419,118 @@ class NetworkTransaction:
             dev.notes.append(f"unlock failed: {exc}")
             dev.phase = DevicePhase.DONE
 
+    # ------------------------------------------------------------------ compensation
+    def _give_back(self, devices: list[_Device], failed: list[_Device]) -> NoReturn:
+        """Confirming failed for good on ``failed`` after the others confirmed: undo every confirmed device
+        with its own confirmed commit (first, so a journal's first "compensate" record marks the migration
+        as rolling back before any cancel), then cancel the failed devices' pending commits, and raise
+        MigrationRolledBackError when every device is back where it was, else RollbackIncompleteError
+        naming the devices that are not."""
+        confirmed = [d for d in devices if d.phase is DevicePhase.CONFIRMED]
+        self._phase("compensate", confirmed, self._compensate, stop_on_failure=False)
+        self._phase("rollback", failed, self._rollback, stop_on_failure=False)
+        outcomes = self._outcomes(devices)
+        names = ", ".join(d.name for d in failed)
+        first = next((d.error for d in failed if d.error), "unknown failure")
+        stuck = [d.name for d in devices if d.phase in (DevicePhase.CONFIRMED, DevicePhase.ROLLBACK_FAILED)]
+        if stuck:
+            raise RollbackIncompleteError(f"confirming commit failed on {names} ({first}); devices confirmed "
+                                          "and not compensated, or not rolled back, keep the change",
+                                          stuck, outcomes)
+        raise MigrationRolledBackError(f"confirming commit failed on {names} ({first}); "
+                                       f"{len(confirmed)} confirmed device(s) compensated: every device of "
+                                       f"{len(devices)} is back where it was", outcomes)
+
+    def _compensate(self, dev: _Device) -> None:
+        """Undo a confirmed device: discard, edit the undo, validate, commit confirmed (a persist-id of its
+        own), verify running no longer holds the change, confirm; under the transaction's candidate lock,
+        which is held until every confirming commit succeeded. On failure the device keeps the change."""
+        change, policy = dev.change, self.commit_policy
+        undo, undone = change.undo, change.verify_undone
+        if undo is None or undone is None:
+            dev.notes.append("confirmed; no undo to compensate with, keeps the change")
+            return
+        quirks = change.endpoint.quirks
+        persist_id = self.compensate_ids[dev.name] if policy.persist else None
+        session = dev.session if dev.session is not None and dev.session.is_open else None
+        sent = False
+        try:
+            if session is None or not dev.locked:
+                session = self._factory(change.endpoint)  # the old session died: lock again
+                session.open()
+                if dev.session is not None and self._owns_sessions:
+                    dev.session.close()
+                dev.session = session
+                dev.locked = False
+                s0 = session
+                self._busy.run(quirks, lambda: s0.lock("candidate"), what=f"{dev.name}: lock")
+                dev.locked = True
+            s = session
+
+            def edit() -> None:
+                s.discard_changes()
+                s.edit_config("candidate", undo)
+                if quirks.validate == "candidate":
+                    s.validate("candidate")
+                elif quirks.validate == "inline":
+                    s.validate(undo)
+
+            def commit() -> None:
+                nonlocal sent
+                sent = True
+                try:
+                    self._busy.run(quirks, lambda: s.commit(
+                        confirmed=True, timeout_s=policy.confirm_timeout_s, persist=persist_id),
+                        what=f"{dev.name}: compensating commit")
+                except RpcError:
+                    sent = False  # refused: nothing was committed
+                    raise
+
+            def verify() -> None:
+                left = undone(s.get_config("running", change.verify_filter))
+                if left:
+                    raise DeviceError(s.device, f"compensation: running still holds the change: {left[0]}")
+
+            self._step(dev, Step.COMPENSATE, edit, None, abortable=False)
+            self._step(dev, Step.COMPENSATE_COMMIT, commit, None, abortable=False)
+            self._step(dev, Step.COMPENSATE_VERIFY, verify, None, abortable=False)
+            self._step(dev, Step.COMPENSATE_CONFIRM, lambda: s.commit(persist_id=persist_id),
+                       DevicePhase.COMPENSATED, abortable=False)
+        except NetmigError as exc:
+            log.warning("%s: compensation failed: %s", dev.name, exc)
+            dev.notes.append(f"compensation failed, keeps the change: {exc}")
+            if sent and session is not None and session.is_open:
+                try:  # back to the confirmed change rather than wait for the undo's timer
+                    session.cancel_commit(persist_id)
+                except NetmigError as cancel_exc:
+                    dev.notes.append(f"cancel of the compensating commit failed: {cancel_exc} (the device "
+                                     f"reverts to the change after {policy.confirm_timeout_s} s)")
+            return
+        try:
+            s.unlock("candidate")
+            dev.locked = False
+        except NetmigError as exc:  # undone and confirmed; closing the session releases the lock
+            dev.notes.append(f"unlock failed: {exc}")
+
+    def _unchanged(self, dev: _Device) -> bool:
+        """Whether running (read from the live session or a new one) holds none of the change."""
+        undone = dev.change.verify_undone
+        if undone is None:
+            return False
+        old = dev.session if dev.session is not None and dev.session.is_open else None
+        try:
+            session = old if old is not None else self._factory(dev.change.endpoint)
+            if session is not old:
+                session.open()
+            try:
+                return not undone(session.get_config("running", dev.change.verify_filter))
+            finally:
+                if session is not old:
+                    session.close()
+        except NetmigError as exc:
+            log.info("%s: reading running after the failed cancel failed: %s", dev.name, exc)
+            return False
+
     # ------------------------------------------------------------------ rollback
     def _rollback(self, dev: _Device) -> None:
         if dev.phase is DevicePhase.CONFIRMED:
@@ -450,6 +571,19 @@ class NetworkTransaction:
         try:
             self._step(dev, Step.CANCEL_COMMIT, cancel, DevicePhase.ROLLED_BACK, abortable=False)
         except NetmigError as exc:
+            # Nothing pending (never ran, or lost in a reboot) or the device unreachable: read running,
+            # again until the confirmed commit's own timeout has reverted it, so a device that is back
+            # where it was is reported rolled back, not as needing a person.
+            deadline = time.monotonic() + self.commit_policy.confirm_timeout_s + 2
+            while not self._unchanged(dev):
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.5)
+            else:
+                dev.phase = DevicePhase.ROLLED_BACK
+                dev.notes.append(f"cancel-commit failed ({exc}); nothing is pending and running does not "
+                                 "hold the change")
+                return
             dev.phase = DevicePhase.ROLLBACK_FAILED
             dev.notes.append(f"cancel-commit failed: {exc} (the device reverts by itself after "
                              f"{self.commit_policy.confirm_timeout_s} s if the commit went through)")

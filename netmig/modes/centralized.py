@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -118,6 +118,35 @@ def verifier(codec: DeviceCodec, intended: VmBundle, ctx: VmContext) -> Callable
     return verify
 
 
+def absence_verifier(codec: DeviceCodec, removed: VmBundle, ctx: VmContext) -> Callable[[Element], list[str]]:
+    """A check that a device's running config holds none of ``removed`` (static entries, and seeds by key)."""
+    def verify(running: Element) -> list[str]:
+        have = codec.decode(running, None, ctx)
+        problems: list[str] = []
+        for kind in sorted(removed.kinds(), key=lambda k: k.value):
+            if kind.is_dynamic:
+                left = ({getattr(e, "key", e) for e in removed.entries(kind)}
+                        & {getattr(e, "key", e) for e in have.entries(kind)})
+            else:
+                left = set(removed.entries(kind)) & set(have.entries(kind))
+            if left:
+                problems.append(f"{kind.value}: {len(left)} entries still in running")
+        return problems
+    return verify
+
+
+def _undo_of(codec: DeviceCodec, send: VmBundle, before: Element, ctx: VmContext) -> VmBundle:
+    """What the undo of ``send`` removes: all of it but the seeds the device already held (``before``:
+    its running config read with the codec's config_filter; learned state is always sent again)."""
+    seeded = codec.decode(before, None, ctx)
+    kept = {}
+    for kind in PolicyKind:
+        if kind.is_dynamic and send.entries(kind):
+            held = {getattr(e, "key", e) for e in seeded.entries(kind)}
+            kept[kind.attr] = tuple(e for e in send.entries(kind) if getattr(e, "key", e) not in held)
+    return replace(send, dynamic=replace(send.dynamic, **kept)) if kept else send
+
+
 def _pull(plan: MigrationPlan, handles: Mapping[str, DeviceHandle], sessions: Mapping[str, DeviceSession],
           *, now: datetime, ttl_s: int, on_step: StepHook | None) -> tuple[VmContext, Mapping[str, VmBundle]]:
     hint = plan.vm
@@ -145,8 +174,10 @@ def _str_step(on_step: StepHook | None) -> Callable[[str, str], None] | None:
 
 
 def _check_one(name: str, handle: DeviceHandle, session: DeviceSession, bundle: VmBundle, ctx: VmContext,
-               options: MigrationOptions, pool: SessionPool | None = None) -> tuple[CheckResult, VmBundle]:
-    """Pre-flight checks of one destination; also returns what it already holds for the VM.
+               options: MigrationOptions, pool: SessionPool | None = None
+               ) -> tuple[CheckResult, VmBundle, Element]:
+    """Pre-flight checks of one destination; also returns what it already holds for the VM (decoded, and
+    its running config as read with the codec's ``config_filter``).
 
     With a snapshot pool (a batch) the yang-library and the inventory are read once per device.
     """
@@ -169,7 +200,7 @@ def _check_one(name: str, handle: DeviceHandle, session: DeviceSession, bundle: 
     result = check_destination(name, codec, bundle, modules=set(caps.modules), features=features,
                                inventory=inventory, existing=existing, allow_drop=options.allow_drop,
                                on_conflict=options.on_conflict)
-    return result, existing
+    return result, existing, existing_cfg
 
 
 def _sessions(handles: list[DeviceHandle], *, ssh: SshPolicy, timeouts: Timeouts,
@@ -219,8 +250,9 @@ def prepare(plan: MigrationPlan, topology: Topology, options: MigrationOptions, 
         futures = {n: workers.submit(_check_one, n, handles[n], sessions[n], b, contexts[n], options, pool)
                    for n, b in routed.items()}
         checked = {n: f.result() for n, f in futures.items()}
-    checks = {n: c for n, (c, _) in checked.items()}
-    existing = {n: e for n, (_, e) in checked.items()}
+    checks = {n: c for n, (c, _, _) in checked.items()}
+    existing = {n: e for n, (_, e, _) in checked.items()}
+    existing_cfg = {n: cfg for n, (_, _, cfg) in checked.items()}
     timings["check"] = (time.perf_counter() - started) * 1000
 
     changes = []
@@ -231,9 +263,12 @@ def prepare(plan: MigrationPlan, topology: Topology, options: MigrationOptions, 
         if not send.kinds():
             continue
         sent[name] = send
+        undo = _undo_of(codec, send, existing_cfg[name], dctx)
         changes.append(DeviceChange(handles[name].endpoint, codec.encode(send, dctx),
                                     verifier(codec, result.bundle, dctx),
-                                    verify_filter=codec.config_filter(dctx)))
+                                    verify_filter=codec.config_filter(dctx),
+                                    undo=codec.encode_removal(undo, dctx, current=existing_cfg[name]),
+                                    verify_undone=absence_verifier(codec, undo, dctx)))
     return PreparedMigration(plan, pulled, checks, tuple(changes), contexts, timings, sent)
 
 
@@ -258,7 +293,7 @@ def run_centralized(plan: MigrationPlan, topology: Topology, options: MigrationO
     if options.dry_run:
         return DryRun(prepared, txn.dry_run())
     if recorder is not None and hook is not None:
-        hook.persist_ids = txn.persist_ids
+        hook.persist_ids, hook.compensate_ids = txn.persist_ids, txn.compensate_ids
         cleanup = _cleanup_contexts(prepared) if options.cleanup_source else {}
         handles = handles_for((*plan.source_devices, *plan.destination_devices), environ)
         names = [c.endpoint.name for c in prepared.changes] + sorted(cleanup)
@@ -285,7 +320,7 @@ def run_centralized(plan: MigrationPlan, topology: Topology, options: MigrationO
             txn = NetworkTransaction(prepared.changes, ssh=ssh, timeouts=options.timeouts,
                                      commit=options.commit, on_step=hook or on_step, session_factory=factory)
             if hook is not None:
-                hook.persist_ids = txn.persist_ids
+                hook.persist_ids, hook.compensate_ids = txn.persist_ids, txn.compensate_ids
     if hook is not None and recorder is not None:
         hook.results(outcomes)
         recorder.applied = True
