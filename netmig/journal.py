@@ -60,6 +60,12 @@ class Step(StrEnum):
     CONFIRM = "confirm"
     CANCEL = "cancel"
     UNLOCK = "unlock"
+    # compensation: a confirmed device undone by its own confirmed commit after another device's
+    # confirming commit failed for good (see recovery_decision)
+    COMPENSATE = "compensate"                  # discard + edit-config of the undo
+    COMPENSATE_COMMIT = "compensate-commit"    # its commit confirmed; persist_id: the undo's own
+    COMPENSATE_VERIFY = "compensate-verify"
+    COMPENSATE_CONFIRM = "compensate-confirm"  # ok=True: the device is back where it was
     # the middle and distributed modes (issue 4); they change nothing by themselves, recovery ignores them
     EXPORT = "export"              # middle: a source's opaque DI blob stored (detail: digest, entry count)
     ASSOCIATE = "associate"        # d-push/d-pull: the vdp-associate sent to the bridge
@@ -73,6 +79,7 @@ class RecoveryAction(StrEnum):
     CONFIRM = "confirm"
     CANCEL = "cancel"
     DISCARD = "discard"
+    COMPENSATE = "compensate"  # cancel what is pending, then apply the journaled undo as a confirmed commit
     NOTHING = "nothing"
 
 
@@ -612,12 +619,19 @@ def _first(steps: Sequence[StepRecord], kind: Step) -> int | None:
 
 
 def _device_recovery(
-    steps: Sequence[StepRecord], device: str, complete: bool
+    steps: Sequence[StepRecord], device: str, complete: bool, compensating: bool = False
 ) -> tuple[DeviceRecovery, list[str]]:
     """One device's action from its own steps, given the migration-wide direction."""
     commits = [s for s in steps if s.step is Step.COMMIT_CONFIRMED]
     persist_id = next((s.persist_id for s in reversed(commits) if s.persist_id), None)
     done = {s.step for s in steps if s.ok is True}
+    if compensating and commits:
+        if Step.COMPENSATE_CONFIRM in done:
+            return DeviceRecovery(device, RecoveryAction.NOTHING, persist_id, "compensated"), []
+        if Step.CANCEL in done and Step.CONFIRM not in done:
+            return DeviceRecovery(device, RecoveryAction.NOTHING, persist_id, "already cancelled"), []
+        why = "the migration was being compensated: cancel what is pending, apply the undo"
+        return DeviceRecovery(device, RecoveryAction.COMPENSATE, persist_id, why), []
     last_edit = max((i for i, s in enumerate(steps) if s.step is Step.EDIT), default=None)
     discarded = last_edit is not None and any(
         s.step is Step.DISCARD and s.ok is True for s in steps[last_edit + 1 :]
@@ -663,6 +677,16 @@ def recovery_decision(record: MigrationRecord) -> RecoveryDecision:
     when the coordinator's session died. States the transaction never leaves behind (a device not
     verified, or with nothing to confirm, past the point of no return) are listed in ``warnings``.
     A finished migration needs nothing.
+
+    Compensation: when a confirming commit failed for good after other devices confirmed, the
+    transaction records "compensate" on every confirmed device before anything else (before any
+    "cancel"), so once any "compensate" is recorded the migration is rolled back whatever else
+    the journal shows: a device whose "compensate-confirm" succeeded needs nothing, one whose "cancel"
+    succeeded (and never confirmed) needs nothing, every other device that took a commit-confirmed
+    gets "compensate": cancel-commit its pending commit (the migration's persist-id, then the undo's
+    from "compensate-commit"), whichever is still pending, then apply the journaled undo (removal of
+    what the migration added; idempotent) as a confirmed commit verified against running. Devices
+    without a commit follow the roll-back rules above.
     """
     if record.finished:
         reason = f"finished: {record.outcome}"
@@ -670,11 +694,14 @@ def recovery_decision(record: MigrationRecord) -> RecoveryDecision:
         return RecoveryDecision(record.migration_id, record.outcome == "success", devices)
     first_confirm = _first(record.steps, Step.CONFIRM)
     first_cancel = _first(record.steps, Step.CANCEL)
-    complete = first_confirm is not None and (first_cancel is None or first_confirm < first_cancel)
+    compensating = _first(record.steps, Step.COMPENSATE) is not None
+    complete = not compensating and first_confirm is not None and (
+        first_cancel is None or first_confirm < first_cancel)
     decisions: list[DeviceRecovery] = []
     warnings: list[str] = []
     for device in record.devices:
-        decision, notes = _device_recovery([s for s in record.steps if s.device == device], device, complete)
+        steps = [s for s in record.steps if s.device == device]
+        decision, notes = _device_recovery(steps, device, complete, compensating)
         decisions.append(decision)
         warnings.extend(notes)
     return RecoveryDecision(record.migration_id, complete, tuple(decisions), tuple(warnings))

@@ -27,6 +27,7 @@ from netmig.journal import Journal
 from netmig.journal import Step as JStep
 from netmig.model.bundle import to_dict
 from netmig.transaction import Step, StepHook
+from netmig.xmlkit import to_bytes
 
 if TYPE_CHECKING:
     from netmig.codecs.base import VmContext
@@ -63,6 +64,10 @@ _JOURNAL_STEP: dict[Step, JStep] = {
     Step.UNLOCK: JStep.UNLOCK,
     Step.CANCEL_COMMIT: JStep.CANCEL,
     Step.ROLLBACK_DISCARD: JStep.DISCARD,
+    Step.COMPENSATE: JStep.COMPENSATE,
+    Step.COMPENSATE_COMMIT: JStep.COMPENSATE_COMMIT,
+    Step.COMPENSATE_VERIFY: JStep.COMPENSATE_VERIFY,
+    Step.COMPENSATE_CONFIRM: JStep.COMPENSATE_CONFIRM,
 }
 _FORWARD = (Step.LOCK, Step.DISCARD, Step.EDIT, Step.VALIDATE, Step.COMMIT_CONFIRMED, Step.VERIFY,
             Step.CONFIRM, Step.UNLOCK)
@@ -123,6 +128,7 @@ def journal_plan(prepared: PreparedMigration, handles: Mapping[str, DeviceHandle
                  persist_ids: Mapping[str, str]) -> dict[str, object]:
     """What recovery and rollback need, as JSON: endpoints, what each destination took, source bundles."""
     changed = {c.endpoint.name for c in prepared.changes}
+    undo = {c.endpoint.name: to_bytes(c.undo).decode() for c in prepared.changes if c.undo is not None}
     devices = {name: device_entry(handles[name], "destination") for name in sorted(changed)}
     devices.update({name: device_entry(handles[name], CLEANUP_STAGE) for name in sorted(cleanup)})
     return {
@@ -134,7 +140,9 @@ def journal_plan(prepared: PreparedMigration, handles: Mapping[str, DeviceHandle
         "devices": devices,
         "persist-ids": dict(persist_ids),
         "destinations": {name: {"context": context_entry(prepared.contexts[name]),
-                                "sent": to_dict(prepared.sent[name])} for name in sorted(changed)},
+                                "sent": to_dict(prepared.sent[name]),
+                                **({"undo": undo[name]} if name in undo else {})}
+                         for name in sorted(changed)},
         "sources": {name: {"context": context_entry(ctx), "pulled": to_dict(prepared.pulled[name])}
                     for name, ctx in sorted(cleanup.items())},
     }
@@ -161,16 +169,19 @@ class StageHook:
     stage: str
     then: StepHook | None = None
     persist_ids: Mapping[str, str] = field(default_factory=dict)
+    compensate_ids: Mapping[str, str] = field(default_factory=dict)  # the undo commits' persist-ids
     _last: dict[str, Step] = field(default_factory=dict)
 
     def __call__(self, device: str, step: Step) -> None:
         kind = _JOURNAL_STEP.get(step)
         if kind is not None:
             previous = self._last.get(device)
-            if previous is Step.CONFIRM and step is Step.UNLOCK:
+            if previous is Step.CONFIRM and step in (Step.UNLOCK, Step.COMPENSATE):
                 self.recorder.result(device, JStep.CONFIRM, ok=True, stage=self.stage)
             self._last[device] = step
             persist = self.persist_ids.get(device) if step is Step.COMMIT_CONFIRMED else None
+            if step is Step.COMPENSATE_COMMIT:
+                persist = self.compensate_ids.get(device)
             self.recorder.step(device, kind, persist_id=persist, stage=self.stage)
         if self.then is not None:
             self.then(device, step)
@@ -186,6 +197,8 @@ class StageHook:
                 self.recorder.result(outcome.device, JStep.UNLOCK, ok=True, stage=self.stage)
             elif phase is DevicePhase.ROLLED_BACK:
                 self.recorder.result(outcome.device, JStep.CANCEL, ok=True, stage=self.stage)
+            elif phase is DevicePhase.COMPENSATED:
+                self.recorder.result(outcome.device, JStep.COMPENSATE_CONFIRM, ok=True, stage=self.stage)
             elif phase is DevicePhase.DISCARDED:
                 self.recorder.result(outcome.device, JStep.DISCARD, ok=True, stage=self.stage)
             if outcome.error and last in _FORWARD:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from netmig import xmlkit
 from netmig.codecs.base import DeviceCodec, Element, VmContext
 from netmig.codecs.registry import get_codec
 from netmig.errors import (
@@ -273,6 +274,14 @@ def _recover_one(journal: Journal, record: MigrationRecord, environ: Mapping[str
             if dev.action is RecoveryAction.NOTHING:
                 actions.append(f"{dev.device}: nothing ({dev.reason})")
                 continue
+            if dev.action is RecoveryAction.COMPENSATE:
+                try:
+                    result = _compensate(journal, record, dev.device, dev.persist_id, detail, environ=environ,
+                                         ssh=policy, timeouts=timeouts)
+                    actions.append(f"{dev.device}: compensate: {result}")
+                except (NetmigError, KeyError, ValueError) as exc:
+                    errors.append(f"{dev.device}: compensate failed: {exc}")
+                continue
             step = {RecoveryAction.CONFIRM: Step.CONFIRM, RecoveryAction.CANCEL: Step.CANCEL,
                     RecoveryAction.DISCARD: Step.DISCARD}[dev.action]
             try:
@@ -295,6 +304,37 @@ def _recover_one(journal: Journal, record: MigrationRecord, environ: Mapping[str
         return RecoveryReport(record.migration_id, record.vm_id, outcome, tuple(actions),
                               skipped="another recovery sealed it first")
     return RecoveryReport(record.migration_id, record.vm_id, outcome, tuple(actions))
+
+
+def _compensate(journal: Journal, record: MigrationRecord, device: str, persist_id: str | None,
+                detail: Mapping[str, object], *, environ: Mapping[str, str] | None, ssh: SshPolicy,
+                timeouts: Timeouts | None) -> str:
+    """Recovery's "compensate" (journal.recovery_decision): cancel whatever of ours is pending on the
+    device (the migration's commit, then the undo's), then apply the journaled undo as one confirmed
+    commit verified against running. Removal is idempotent, so this is safe on a device that is
+    already undone; each step is journaled before it is taken."""
+    plan = record.plan
+    undo_ids = [s.persist_id for s in record.steps if s.device == device and s.persist_id
+                and s.step is Step.COMPENSATE_COMMIT]
+    entry = _mapping(_mapping(plan.get("destinations"), "destinations").get(device), f"destinations/{device}")
+    codec = get_codec(str(_mapping(_mapping(plan.get("devices"), "devices").get(device), device)["codec"]))
+    ctx = context_from_plan(entry)
+    sent = from_dict(VmBundle, _mapping(entry.get("sent"), f"destinations/{device}/sent"))
+    endpoint = endpoint_from_plan(plan, device, environ)
+    said = []
+    with DeviceSession(endpoint, ssh=ssh, timeouts=timeouts) as session:
+        for pid in [p for p in (persist_id, *undo_ids) if p]:
+            journal.record(record.migration_id, device, Step.CANCEL, persist_id=pid, detail=detail)
+            said.append(_settle(session, RecoveryAction.CANCEL, pid))
+        undo_text = entry.get("undo")
+        undo = (xmlkit.parse(undo_text) if isinstance(undo_text, str)
+                else codec.encode_removal(sent, ctx, current=session.get_config("running")))
+    journal.record(record.migration_id, device, Step.COMPENSATE, detail=detail)
+    change = DeviceChange(endpoint, undo, _absent(codec, sent, ctx), verify_filter=codec.config_filter(ctx))
+    NetworkTransaction([change], ssh=ssh, timeouts=timeouts,
+                       session_factory=patient_sessions(ssh, timeouts or Timeouts())).run()
+    journal.record(record.migration_id, device, Step.COMPENSATE_CONFIRM, ok=True, detail=detail)
+    return "; ".join([*said, "undo applied and confirmed"])
 
 
 def _touches(record: MigrationRecord) -> set[str]:
