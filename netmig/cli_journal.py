@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from netmig.errors import NetmigError, TransactionError
-from netmig.journal import MigrationRecord, SqliteJournal, default_journal_path, recovery_decision
+from netmig.journal import MigrationRecord, SqliteJournal, default_journal_path
 from netmig.recovery import RecoveryReport, recover, rollback_migration
+from netmig.recovery_rules import recovery_decision
 from netmig.settings import CommitPolicy, SshPolicy
 
 __all__ = ["COMMANDS", "add_journal_option", "journal_path", "register", "run"]

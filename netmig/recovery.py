@@ -1,10 +1,10 @@
 """Recovery of interrupted migrations, rollback of completed ones, and sessions that wait for a busy device.
 
 :func:`recover` finds unfinished journaled migrations whose coordinator is gone and settles each device as
-:func:`netmig.journal.recovery_decision` says, from a new session: ``commit`` with the persist-id (confirm)
-or ``cancel-commit`` with it (cancel), or discard an abandoned candidate. A persist-id the device no
-longer knows means the step already happened (or the device reverted by itself before we came), so
-recovery is idempotent: a second run does nothing. Each action is journaled before and after it is taken.
+:func:`netmig.recovery_rules.recovery_decision` says, from a new session: ``commit`` with the
+persist-id (confirm) or ``cancel-commit`` with it (cancel), or discard an abandoned candidate. A
+persist-id the device no longer knows means the step already happened (or the device reverted by itself
+before we came), so recovery is idempotent: a second run does nothing. Each action is journaled before and after it is taken.
 
 :func:`rollback_migration` undoes a completed migration in one confirmed transaction: it removes what the
 destinations took and restores the source's entries when ``--cleanup-source`` removed them.
@@ -32,19 +32,12 @@ from netmig.errors import (
     TransactionError,
 )
 from netmig.feedback import DeviceOutcome
-from netmig.journal import (
-    Journal,
-    MigrationFinishedError,
-    MigrationRecord,
-    RecoveryAction,
-    RecoveryDecision,
-    Step,
-    recovery_decision,
-)
+from netmig.journal import Journal, MigrationFinishedError, MigrationRecord, Step
 from netmig.journal_hook import CLEANUP_STAGE, MigrationRecorder, coordinator_alive, coordinator_identity
 from netmig.model import VmBundle
 from netmig.model.bundle import from_dict
 from netmig.netconf.session import DeviceSession
+from netmig.recovery_rules import RecoveryAction, RecoveryDecision, recovery_decision
 from netmig.settings import CommitPolicy, Credentials, DeviceEndpoint, QuirkProfile, SshPolicy, Timeouts
 from netmig.transaction import DeviceChange, NetworkTransaction, StepHook
 
@@ -309,7 +302,7 @@ def _recover_one(journal: Journal, record: MigrationRecord, environ: Mapping[str
 def _compensate(journal: Journal, record: MigrationRecord, device: str, persist_id: str | None,
                 detail: Mapping[str, object], *, environ: Mapping[str, str] | None, ssh: SshPolicy,
                 timeouts: Timeouts | None) -> str:
-    """Recovery's "compensate" (journal.recovery_decision): cancel whatever of ours is pending on the
+    """Recovery's "compensate" (recovery_rules.recovery_decision): cancel whatever of ours is pending on the
     device (the migration's commit, then the undo's), then apply the journaled undo as one confirmed
     commit verified against running. Removal is idempotent, so this is safe on a device that is
     already undone; each step is journaled before it is taken."""

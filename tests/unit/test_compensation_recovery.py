@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from netmig.journal import MigrationRecord, RecoveryAction, Step, StepRecord, recovery_decision
+from netmig.journal import MigrationRecord, Step, StepRecord
+from netmig.recovery_rules import RecoveryAction, recovery_decision
 
 Rec = tuple[str, str, str | None, bool | None]
 

@@ -22,14 +22,13 @@ from netmig.journal import (
     MigrationFinishedError,
     MigrationInProgressError,
     MigrationRecord,
-    RecoveryAction,
     SqliteJournal,
     Step,
     StepRecord,
     UnknownMigrationError,
     default_journal_path,
-    recovery_decision,
 )
+from netmig.recovery_rules import RecoveryAction, recovery_decision
 
 ROOT = Path(__file__).resolve().parents[2]
 DEVICES = ("leaf-b1", "fw-b")
