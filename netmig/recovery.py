@@ -4,7 +4,8 @@
 :func:`netmig.recovery_rules.recovery_decision` says, from a new session: ``commit`` with the
 persist-id (confirm) or ``cancel-commit`` with it (cancel), or discard an abandoned candidate. A
 persist-id the device no longer knows means the step already happened (or the device reverted by itself
-before we came), so recovery is idempotent: a second run does nothing. Each action is journaled before and after it is taken.
+before we came), so recovery is idempotent: a second run does nothing. Each action is journaled before
+and after it is taken.
 
 :func:`rollback_migration` undoes a completed migration in one confirmed transaction: it removes what the
 destinations took and restores the source's entries when ``--cleanup-source`` removed them.
