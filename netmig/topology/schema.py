@@ -2,7 +2,7 @@
 
 Leafref targets and the module's ``must`` constraints are evaluated leaf by leaf so that every
 violation is reported, not only yangson's first; rules YANG cannot state (overlapping partner
-rules) follow; a full yangson validation closes as a safety net. Problems come back as
+rules) follow; a syntax-scope yangson validation closes as a safety net. Problems come back as
 ``(path, message)``; a leaf-list entry's path ends in ``#index`` for the caller's line lookup.
 """
 
@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from yangson import DataModel
-from yangson.datatype import LeafrefType
+from yangson.datatype import LeafrefType, LinkType, UnionType
 from yangson.enumerations import ContentType, ValidationScope
-from yangson.exceptions import ValidationError, YangsonException
+from yangson.exceptions import SemanticError, ValidationError, YangsonException
 from yangson.instvalue import ArrayValue
+from yangson.nodeset import NodeSet
 from yangson.schemanode import LeafListNode, LeafNode, ListNode
 
 from netmig.errors import Problem, TopologyError
@@ -98,26 +99,34 @@ def _namespace(path: Path) -> str:
 
 
 def semantic_problems(raw: dict[str, Any], *, broken: set[str] | None = None) -> list[tuple[str, str]]:
-    """References, then the module's must constraints, leaf by leaf; partner overlaps; a full validation.
+    """References, then the module's must constraints, leaf by leaf; partner overlaps; a syntax validation.
 
     ``broken`` names the top-level lists that already had structural problems (None: there were none).
     After structural problems only references into sound lists are checked, and no must constraints:
     they would mostly repeat a problem already reported; nor the final validation.
+
+    Linear in the document: leafref targets are collected once per target path and checked by set
+    membership, and a ``must`` result is cached per distinct context (the leaf's value and the values
+    of the relative paths the expression reads). yangson's own semantic validation evaluates every
+    reference and ``must`` from the leaf with a walk to the root that copies each big list on the way
+    (quadratic), so the closing safety net validates syntax only; the semantic rules it would check
+    (leafrefs, ``must`` on leaves; the module has none on containers or lists) are the pass above.
     """
     structural = broken is not None
     broken = broken or set()
     found: list[tuple[str, str]] = []
     try:
         root = data_model().from_raw(raw)
+        index = _Index(root[TOP])
         for instance, path in _terminals(root[TOP], ""):
-            message = _reference_problem(instance, broken)
+            message = _reference_problem(instance, broken, index)
             if message is None and not structural:
-                message = _must_problem(instance)
+                message = _must_problem(instance, index)
             if message is not None:
                 found.append((path, message))
         found += partner_overlaps(raw[TOP])
         if not found and not structural:
-            root.validate(ctype=ContentType.config)
+            root.validate(scope=ValidationScope.syntax, ctype=ContentType.config)
     except ValidationError as exc:
         found.append((_route(exc.instance), f"{exc.tag}{': ' + exc.message if exc.message else ''}"))
     except YangsonException as exc:
@@ -126,7 +135,77 @@ def semantic_problems(raw: dict[str, Any], *, broken: set[str] | None = None) ->
     return found
 
 
-def _reference_problem(instance: Any, broken: set[str]) -> str | None:
+_CLIMB = re.compile(r"^(current\(\)/)?(\.\./)*\.\.(/[\w.:-]+)*$")
+_POSITIONAL = ("..", "ancestor", "sibling", "preceding", "following", "position(", "last(", "parent::")
+
+
+def _dependencies(expr: Any) -> list[Any] | None:
+    """The relative paths a leaf's ``must`` expression reads (``../x``, ``current()/../x``), or None
+    when its value may depend on more than them and the leaf's own value (then it is not cached)."""
+    deps: list[Any] = []
+
+    def visit(node: Any, in_predicate: bool) -> None:
+        if _CLIMB.match(str(node)) and (not in_predicate or str(node).startswith("current()")):
+            deps.append(node)
+            return
+        for name, value in vars(node).items():
+            for item in value if isinstance(value, list) else [value]:
+                if hasattr(item, "_eval"):
+                    visit(item, in_predicate or name == "predicates")
+
+    visit(expr, False)
+    rest = str(expr)
+    for dep in deps:
+        rest = rest.replace(str(dep), "")
+    return None if any(word in rest for word in _POSITIONAL) else deps
+
+
+_DEPENDENCIES: dict[int, tuple[Any, list[Any] | None]] = {}
+
+
+class _Index:
+    """Per-document lookups: leafref target values per target path, must results per context."""
+
+    def __init__(self, top: Any) -> None:
+        self.top = top
+        self.targets: dict[int, set[str] | None] = {}
+        self.musts: dict[tuple[Any, ...], bool] = {}
+
+    def exists(self, instance: Any, dtype: Any) -> bool:
+        """Whether the leafref ``instance`` (of type ``dtype``) has a target, as yangson's ``_deref``."""
+        path = str(dtype.path) if isinstance(dtype, LeafrefType) else ""
+        if not path.startswith("/") or "current()" in path or ".." in path:
+            try:
+                return bool(instance._deref(dtype))
+            except YangsonException:
+                return False
+        if id(dtype) not in self.targets:
+            try:
+                nodes = dtype.path.evaluate(self.top)
+                self.targets[id(dtype)] = {str(n) for n in nodes} if isinstance(nodes, NodeSet) else None
+            except YangsonException:
+                self.targets[id(dtype)] = None
+        targets = self.targets[id(dtype)]
+        return targets is not None and str(instance) in targets
+
+    def holds(self, must: Any, instance: Any) -> bool:
+        """Whether ``instance`` satisfies ``must`` (evaluated by yangson once per distinct context)."""
+        entry = _DEPENDENCIES.get(id(must))
+        if entry is None or entry[0] is not must:
+            entry = _DEPENDENCIES[id(must)] = (must, _dependencies(must.expression))
+        deps = entry[1]
+        if deps is None:
+            return bool(must.expression.evaluate(instance))
+        values = [dep.evaluate(instance) for dep in deps]
+        key = (id(must), str(instance), repr(instance.value), *(
+            tuple(str(n) for n in v) if isinstance(v, NodeSet) else (type(v).__name__, str(v)) for v in values
+        ))
+        if key not in self.musts:
+            self.musts[key] = bool(must.expression.evaluate(instance))
+        return self.musts[key]
+
+
+def _reference_problem(instance: Any, broken: set[str], index: _Index) -> str | None:
     """A leafref whose target does not exist (unless the target list itself had problems)."""
     dtype = instance.schema_node.type
     if not isinstance(dtype, LeafrefType) or not dtype.require_instance:
@@ -135,18 +214,27 @@ def _reference_problem(instance: Any, broken: set[str]) -> str | None:
     target = steps[-2] if len(steps) >= 2 else "targets"
     if target in broken:
         return None
-    try:
-        found = instance._deref(dtype)
-    except YangsonException:
-        found = []
+    found = index.exists(instance, dtype)
     return None if found else f"{_text(instance.value, instance.schema_node)!r} is not one of the {target}"
 
 
-def _must_problem(instance: Any) -> str | None:
-    """The first of the leaf's must constraints (and type rules) it violates, with its error-message."""
+def _must_problem(instance: Any, index: _Index) -> str | None:
+    """The first of the leaf's must constraints (and type rules) it violates, with its error-message.
+
+    In yangson's order (``DataNode._validate`` then ``TerminalNode._validate``): the must expressions,
+    the value's type, then a leafref's target."""
     schema = instance.schema_node
+    dtype = schema.type
     try:
-        schema._validate(instance, ValidationScope.semantics, ContentType.config)
+        if isinstance(dtype, UnionType):  # yangson tries each member type: no shortcut
+            schema._validate(instance, ValidationScope.semantics, ContentType.config)
+            return None
+        for must in schema.must:
+            if not index.holds(must, instance):
+                raise SemanticError(instance, must.error_tag, must.error_message)
+        schema._validate(instance, ValidationScope.syntax, ContentType.config)
+        if isinstance(dtype, LinkType) and dtype.require_instance and not index.exists(instance, dtype):
+            raise SemanticError(instance, "instance-required")
     except ValidationError as exc:
         return f"{exc.message or exc.tag} (got {_text(instance.value, schema)!r})"
     return None
