@@ -14,7 +14,6 @@ destinations took and restores the source's entries when ``--cleanup-source`` re
 from __future__ import annotations
 
 import logging
-import random
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -25,7 +24,6 @@ from netmig import xmlkit
 from netmig.codecs.base import DeviceCodec, Element, VmContext
 from netmig.codecs.registry import get_codec
 from netmig.errors import (
-    DeviceError,
     InputError,
     NetmigError,
     RollbackIncompleteError,
@@ -38,18 +36,15 @@ from netmig.journal_hook import CLEANUP_STAGE, MigrationRecorder, coordinator_al
 from netmig.model import VmBundle
 from netmig.model.bundle import from_dict
 from netmig.netconf.session import DeviceSession
+from netmig.patience import patient_sessions
 from netmig.recovery_rules import RecoveryAction, RecoveryDecision, recovery_decision
 from netmig.settings import CommitPolicy, Credentials, DeviceEndpoint, QuirkProfile, SshPolicy, Timeouts
 from netmig.transaction import DeviceChange, NetworkTransaction, StepHook
 
 __all__ = [
-    "DeviceBusyError",
-    "PatientSession",
-    "PatientSessionFactory",
     "RecoveryReport",
     "RollbackResult",
     "endpoint_from_plan",
-    "patient_sessions",
     "recover",
     "recover_now",
     "rollback_migration",
@@ -57,74 +52,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-_BUSY_TAGS = ("lock-denied", "in-use", "resource-denied")
-
-
-class DeviceBusyError(DeviceError):
-    """Another session (another migration) held the device's candidate longer than we may wait."""
-
-
-class PatientSession(DeviceSession):
-    """A session whose ``lock`` waits, with jittered exponential backoff, while another session holds it."""
-
-    def __init__(self, endpoint: DeviceEndpoint, *, ssh: SshPolicy | None = None,
-                 timeouts: Timeouts | None = None, max_wait_s: float = 30.0) -> None:
-        super().__init__(endpoint, ssh=ssh, timeouts=timeouts)
-        self.max_wait_s = max_wait_s
-
-    def lock(self, target: str = "candidate") -> None:
-        deadline = time.monotonic() + self.max_wait_s
-        delay = 0.05
-        while True:
-            try:
-                super().lock(target)
-                return
-            except RpcError as exc:
-                if exc.tag not in _BUSY_TAGS:
-                    raise
-                holder = next((e.info.get("session-id") for e in exc.errors if e.info.get("session-id")),
-                              None)
-                if time.monotonic() + delay > deadline:
-                    who = f"session {holder}" if holder else "another session"
-                    said = next((e.message for e in exc.errors if e.message), "")
-                    raise DeviceBusyError(self.device, f"{target} is held by {who} (another migration?) "
-                                          f"for more than {self.max_wait_s:g} s: {exc.tag}"
-                                          + (f" ({said})" if said else "")) from exc
-                log.info("%s: %s busy (%s), retrying in %.2f s", self.device, target, exc.tag, delay)
-                time.sleep(delay * random.uniform(0.5, 1.0))
-                delay = min(delay * 2, 1.0)
-
-
-class PatientSessionFactory:
-    """A transaction session factory whose sessions wait (briefly) for a busy candidate lock.
-
-    ``busy`` tells afterwards whether any session gave up on a busy lock, so the caller can roll the
-    whole transaction back (releasing the locks it got: no deadlock between two migrations) and retry.
-    """
-
-    def __init__(self, ssh: SshPolicy, timeouts: Timeouts, *, max_wait_s: float = 30.0) -> None:
-        self.ssh, self.timeouts, self.max_wait_s = ssh, timeouts, max_wait_s
-        self.busy = False
-
-    def __call__(self, endpoint: DeviceEndpoint) -> DeviceSession:
-        factory = self
-
-        class _Session(PatientSession):
-            def lock(self, target: str = "candidate") -> None:
-                try:
-                    super().lock(target)
-                except DeviceBusyError:
-                    factory.busy = True
-                    raise
-        return _Session(endpoint, ssh=self.ssh, timeouts=self.timeouts, max_wait_s=self.max_wait_s)
-
-
-def patient_sessions(ssh: SshPolicy, timeouts: Timeouts, *,
-                     max_wait_s: float = 30.0) -> PatientSessionFactory:
-    """A transaction session factory whose sessions wait for a busy candidate lock."""
-    return PatientSessionFactory(ssh, timeouts, max_wait_s=max_wait_s)
-
 
 def _mapping(value: object, where: str) -> Mapping[str, object]:
     if not isinstance(value, Mapping):

@@ -282,7 +282,7 @@ def run_centralized(plan: MigrationPlan, topology: Topology, options: MigrationO
     first change) with a plan that lets recovery and rollback act without this process.
     """
     from netmig.journal_hook import journal_plan
-    from netmig.recovery import patient_sessions
+    from netmig.patience import patient_sessions
 
     prepared = prepare(plan, topology, options, environ=environ, on_step=on_step)
     ssh = ssh_policy_for(topology, options.ssh)
@@ -355,7 +355,7 @@ def cleanup_source(prepared: PreparedMigration, topology: Topology, options: Mig
                    recorder: MigrationRecorder | None = None) -> tuple[DeviceOutcome, ...]:
     """Remove the VM's entries from its source devices in a second confirmed transaction."""
     from netmig.journal_hook import CLEANUP_STAGE
-    from netmig.recovery import patient_sessions
+    from netmig.patience import patient_sessions
 
     plan = prepared.plan
     handles = handles_for(plan.source_devices, environ)

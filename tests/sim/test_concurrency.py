@@ -19,7 +19,7 @@ from netmig.journal import SqliteJournal
 from netmig.model import PolicyKind
 from netmig.netconf.session import DeviceSession
 from netmig.options import MigrationOptions
-from netmig.recovery import DeviceBusyError, PatientSession
+from netmig.patience import DeviceBusyError, PatientSession
 from netmig.settings import SshPolicy
 
 
