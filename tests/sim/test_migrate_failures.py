@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from lxml import etree
+from devicelab import ALL_DEVICES, DeviceLab
 from ncclient.xml_ import to_ele
 
 from netmig.api import migrate
@@ -33,39 +33,20 @@ from netmig.feedback import MigrationResult
 from netmig.model import PolicyKind
 from netmig.options import MigrationOptions
 from netmig.settings import Timeouts
-from netmig.simlab import rewrite_for_fabric
-from netmig.topology import Topology, load_topology
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "two-site"
 NO_NAT = ROOT / "tests" / "data" / "fabrics" / "fw-without-nat"
 ACME = "urn:acme:yang:acme-fabric"
 NS = {"a": ACME, "nmd": "urn:netmig:yang:netmig-device", "nat": "urn:ietf:params:xml:ns:yang:ietf-nat"}
-ALL = ("a-leaf1", "a-leaf2", "a-spine1", "a-fw1", "b-leaf1", "b-spine1", "b-fw1", "b-nat1")
+ALL = ALL_DEVICES
 K = PolicyKind
 DROP_ND = frozenset({K.ND_ENTRY})
 FAST = Timeouts(connect_s=3, rpc_s=10, connect_attempts=1, connect_backoff_s=0)
 
 
-class Lab:
-    def __init__(self, fabric: Any, directory: Path, nc_connect: Callable[..., Any]) -> None:
-        self.fabric = fabric
-        self.topology: Topology
-        self.topology, self.environ = rewrite_for_fabric(load_topology(directory / "topology.yaml"),
-                                                         fabric.devices_json, fabric.known_hosts)
-        self._nc = nc_connect
-        self._managers: dict[str, Any] = {}
-
-    def mgr(self, device: str) -> Any:
-        if device not in self._managers:
-            self._managers[device] = self._nc(self.fabric, device)
-        return self._managers[device]
-
-    def running(self, device: str) -> Any:
-        return self.mgr(device).get_config(source="running").data_ele
-
-    def snapshot(self) -> dict[str, bytes]:
-        return {d: etree.tostring(self.running(d), method="c14n") for d in ALL}
+class Lab(DeviceLab):
+    """The example fabric plus helpers to break it."""
 
     def migrate(self, vm: str, source: str, destination: str, **options: Any) -> Any:
         opts = MigrationOptions(**{"allow_drop": DROP_ND, **options})

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from devicelab import ALL_DEVICES, DeviceLab
 from lxml import etree
 from lxml.builder import ElementMaker
 from netconf_sim.nacm import changes
@@ -27,8 +28,6 @@ from netmig.api import migrate
 from netmig.errors import NetmigError
 from netmig.model import PolicyKind
 from netmig.options import MigrationOptions
-from netmig.simlab import rewrite_for_fabric
-from netmig.topology import load_topology
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "two-site"
@@ -36,31 +35,18 @@ NC = "urn:ietf:params:xml:ns:netconf:base:1.0"
 IF_NS = "urn:ietf:params:xml:ns:yang:ietf-interfaces"
 NMD = "urn:netmig:yang:netmig-device"
 ACME = "urn:acme:yang:acme-fabric"
-ALL = ("a-leaf1", "a-leaf2", "a-spine1", "a-fw1", "b-leaf1", "b-spine1", "b-fw1", "b-nat1")
+ALL = ALL_DEVICES
 DESTINATIONS = ("b-leaf1", "b-spine1", "b-fw1", "b-nat1")
 OPTIONS = MigrationOptions(allow_drop=frozenset({PolicyKind.ND_ENTRY}))
 NCX, IFX, NMDX = (ElementMaker(namespace=ns, nsmap={None: ns}) for ns in (NC, IF_NS, NMD))
 VM, MAC = "vm-web-01", "52:54:00:10:00:01"
 
 
-class Lab:
+class Lab(DeviceLab):
+    """The example fabric plus helpers to craft hostile sources."""
+
     def __init__(self, fabric: Any, nc_connect: Callable[..., Any]) -> None:
-        self.fabric = fabric
-        self.topology, self.environ = rewrite_for_fabric(load_topology(EXAMPLE / "topology.yaml"),
-                                                         fabric.devices_json, fabric.known_hosts)
-        self._nc = nc_connect
-        self._managers: dict[str, Any] = {}
-
-    def mgr(self, device: str) -> Any:
-        if device not in self._managers:
-            self._managers[device] = self._nc(self.fabric, device)
-        return self._managers[device]
-
-    def running(self, device: str) -> Any:
-        return self.mgr(device).get_config(source="running").data_ele
-
-    def snapshot(self) -> dict[str, bytes]:
-        return {d: etree.tostring(self.running(d), method="c14n") for d in ALL}
+        super().__init__(fabric, EXAMPLE, nc_connect)
 
     def commit(self, device: str, *children: Any) -> None:
         mgr = self.mgr(device)
