@@ -8,7 +8,9 @@ password, never the password itself.
 
 Test hook: when the environment variable ``NETMIG_TEST_KILL_AT`` is set to ``device:step:n`` (a journal
 step name such as ``b-leaf1:commit-confirmed:1``), the process SIGKILLs itself right after recording the
-n-th such step. It is read once per recorder and is inert unless set; the SIGKILL tests use it.
+n-th such step: a write-ahead step, or a note (export, associate, di-transferred, feedback and the
+middle/distributed modes' other observations; a note's results are counted too). It is read once per
+recorder and is inert unless set; the SIGKILL tests use it.
 """
 
 from __future__ import annotations
@@ -239,13 +241,18 @@ class MigrationRecorder:
             return
         detail = {"stage": stage} if stage != "apply" else None
         self.journal.record(self.migration_id, device, step, persist_id=persist_id, detail=detail)
-        if self._kill_at is not None:
-            with self._lock:
-                key = (device, step.value)
-                self._counts[key] = count = self._counts.get(key, 0) + 1
-            if self._kill_at == f"{device}:{step.value}:{count}":
-                log.warning("test hook %s: killing this process after journaling %s", KILL_ENV, self._kill_at)
-                os.kill(os.getpid(), signal.SIGKILL)
+        self._kill_point(device, step)
+
+    def _kill_point(self, device: str, step: JStep) -> None:
+        """The test hook (module docstring): SIGKILL this process at the chosen journaled step."""
+        if self._kill_at is None:
+            return
+        with self._lock:
+            key = (device, step.value)
+            self._counts[key] = count = self._counts.get(key, 0) + 1
+        if self._kill_at == f"{device}:{step.value}:{count}":
+            log.warning("test hook %s: killing this process after journaling %s", KILL_ENV, self._kill_at)
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def result(self, device: str, step: JStep, *, ok: bool, stage: str, error: str | None = None) -> None:
         if not self.begun:
@@ -260,6 +267,7 @@ class MigrationRecorder:
         """Journal what a device reported or what netmig observed (export, associate, transfer, feedback)."""
         if self.begun:
             self.journal.record(self.migration_id, device, step, ok=ok, detail=detail)
+            self._kill_point(device, step)
 
     def finish(self, outcome: str, summary: Mapping[str, object]) -> None:
         if self.begun:
