@@ -54,6 +54,12 @@ class DeviceChange:
     the same way) no longer holds any of it: with both, a device already confirmed when another device's
     confirming commit fails for good is compensated, and a cancel-commit that finds nothing pending
     counts as rolled back when running does not hold the change.
+
+    ``extra_ops`` are RPC operations sent once, right after the edit (in the EDIT step, under the
+    candidate lock: e.g. the middle mode's ``import-di``); ``undo_ops`` are sent right after the undo's
+    edit when the device is compensated (e.g. ``withdraw-di``). A device whose change is only
+    ``extra_ops`` (an empty ``edit``, no ``undo``) is compensated with ``undo_ops`` alone; its
+    ``verify_undone`` may be None, and then the device's replies to ``undo_ops`` are the evidence.
     """
 
     endpoint: DeviceEndpoint
@@ -64,6 +70,8 @@ class DeviceChange:
     features: tuple[tuple[str, str], ...] = ()
     undo: Element | None = None
     verify_undone: Callable[[Element], list[str]] | None = None
+    extra_ops: tuple[Element, ...] = ()
+    undo_ops: tuple[Element, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

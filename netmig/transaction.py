@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 from netmig.change import DeviceChange, PlannedChange, SessionFactory, Step, StepHook
+from netmig.compensation import Held, compensate, confirm_again
 from netmig.errors import (
     DeviceError,
     MigrationRolledBackError,
@@ -34,7 +35,7 @@ from netmig.feedback import DeviceOutcome, DevicePhase
 from netmig.netconf.session import DeviceSession
 from netmig.quirks import BusyRetry
 from netmig.settings import CommitPolicy, DeviceEndpoint, SshPolicy, Timeouts
-from netmig.xmlkit import to_bytes
+from netmig.xmlkit import Element, to_bytes
 
 __all__ = ["DeviceChange", "NetworkTransaction", "PlannedChange", "SessionFactory", "Step", "StepHook"]
 
@@ -92,6 +93,7 @@ class NetworkTransaction:
         self.persist_ids = {name: secrets.token_hex(16) for name in names}
         self.compensate_ids = {name: secrets.token_hex(16) for name in names}  # the undo's commits
         self.timings_ms: dict[str, float] = {}
+        self.replies: dict[str, tuple[Element, ...]] = {}  # per device: the replies to its extra_ops
 
     def _default_session(self, endpoint: DeviceEndpoint) -> DeviceSession:
         return DeviceSession(endpoint, ssh=self._ssh, timeouts=self._timeouts)
@@ -259,11 +261,17 @@ class NetworkTransaction:
 
         self._step(dev, Step.LOCK, lock, DevicePhase.LOCKED)
         self._step(dev, Step.DISCARD, s.discard_changes, None)
-        self._step(dev, Step.EDIT, lambda: s.edit_config("candidate", change.edit), DevicePhase.EDITED)
+
+        def edit() -> None:
+            if len(change.edit):
+                s.edit_config("candidate", change.edit)
+            self.replies[dev.name] = tuple(s.rpc(op) for op in change.extra_ops)
+
+        self._step(dev, Step.EDIT, edit, DevicePhase.EDITED)
         mode = change.endpoint.quirks.validate
         if mode == "candidate":
             self._step(dev, Step.VALIDATE, lambda: s.validate("candidate"), DevicePhase.VALIDATED)
-        elif mode == "inline":
+        elif mode == "inline" and len(change.edit):
             self._step(dev, Step.VALIDATE, lambda: s.validate(change.edit), DevicePhase.VALIDATED)
 
     def _update(self, dev: _Device) -> None:
@@ -316,40 +324,10 @@ class NetworkTransaction:
             # Other devices may be confirmed already: giving up now would leave the change half-applied.
             # Retry from a new session with the persist-id while the confirmed commit can still be pending.
             dev.notes.append(f"confirming commit failed ({exc}); retrying from a new session")
-            self._confirm_again(dev, persist_id, time.monotonic() + self.commit_policy.confirm_timeout_s)
-
-    def _confirm_again(self, dev: _Device, persist_id: str, deadline: float) -> None:
-        """Confirm from fresh sessions until ``deadline``. An invalid-value reply means no commit with
-        this persist-id is pending: the lost-reply case (confirmed, running holds the change) succeeds,
-        a rolled-back device raises."""
-        while True:
-            time.sleep(0.2)
-            try:
-                # The old session while it lives (it holds the candidate lock: a new one would get in-use).
-                old = dev.session if dev.session is not None and dev.session.is_open else None
-                session = old if old is not None else self._factory(dev.change.endpoint)
-                session.open()
-                try:
-                    try:
-                        session.commit(persist_id=persist_id)
-                    except RpcError as exc:
-                        if exc.tag != "invalid-value":
-                            raise
-                        running = session.get_config("running", dev.change.verify_filter)
-                        mismatches = dev.change.verify(running)
-                        if mismatches:
-                            raise DeviceError(session.device, "confirming commit: the confirmed commit is "
-                                              f"gone and running lacks the change: {mismatches[0]}") from exc
-                        dev.notes.append("the earlier confirming commit had taken effect (reply lost)")
-                finally:
-                    if session is not old:
-                        session.close()
-                dev.phase = DevicePhase.CONFIRMED
-                return
-            except NetmigError as exc:
-                if time.monotonic() >= deadline:
-                    raise
-                log.info("%s: confirming commit retry failed: %s", dev.name, exc)
+            held = Held(dev.session, dev.locked)
+            confirm_again(dev.change, held, self._factory, persist_id,
+                          time.monotonic() + self.commit_policy.confirm_timeout_s, dev.notes)
+            dev.phase = DevicePhase.CONFIRMED
 
     def _finish(self, dev: _Device) -> None:
         s = self._session(dev)
@@ -383,75 +361,19 @@ class NetworkTransaction:
                                        f"{len(devices)} is back where it was", outcomes)
 
     def _compensate(self, dev: _Device) -> None:
-        """Undo a confirmed device: discard, edit the undo, validate, commit confirmed (a persist-id of its
-        own), verify running no longer holds the change, confirm; under the transaction's candidate lock,
-        which is held until every confirming commit succeeded. On failure the device keeps the change."""
-        change, policy = dev.change, self.commit_policy
-        undo, undone = change.undo, change.verify_undone
-        if undo is None or undone is None:
-            dev.notes.append("confirmed; no undo to compensate with, keeps the change")
-            return
-        quirks = change.endpoint.quirks
-        persist_id = self.compensate_ids[dev.name] if policy.persist else None
-        session = dev.session if dev.session is not None and dev.session.is_open else None
-        sent = False
+        """Undo a confirmed device with a confirmed commit of its own (``compensation.compensate``),
+        under the transaction's candidate lock, which is held until every confirming commit succeeded."""
+        persist_id = self.compensate_ids[dev.name] if self.commit_policy.persist else None
+        held = Held(dev.session, dev.locked)
         try:
-            if session is None or not dev.locked:
-                session = self._factory(change.endpoint)  # the old session died: lock again
-                session.open()
-                if dev.session is not None and self._owns_sessions:
-                    dev.session.close()
-                dev.session = session
-                dev.locked = False
-                s0 = session
-                self._busy.run(quirks, lambda: s0.lock("candidate"), what=f"{dev.name}: lock")
-                dev.locked = True
-            s = session
-
-            def edit() -> None:
-                s.discard_changes()
-                s.edit_config("candidate", undo)
-                if quirks.validate == "candidate":
-                    s.validate("candidate")
-                elif quirks.validate == "inline":
-                    s.validate(undo)
-
-            def commit() -> None:
-                nonlocal sent
-                sent = True
-                try:
-                    self._busy.run(quirks, lambda: s.commit(
-                        confirmed=True, timeout_s=policy.confirm_timeout_s, persist=persist_id),
-                        what=f"{dev.name}: compensating commit")
-                except RpcError:
-                    sent = False  # refused: nothing was committed
-                    raise
-
-            def verify() -> None:
-                left = undone(s.get_config("running", change.verify_filter))
-                if left:
-                    raise DeviceError(s.device, f"compensation: running still holds the change: {left[0]}")
-
-            self._step(dev, Step.COMPENSATE, edit, None, abortable=False)
-            self._step(dev, Step.COMPENSATE_COMMIT, commit, None, abortable=False)
-            self._step(dev, Step.COMPENSATE_VERIFY, verify, None, abortable=False)
-            self._step(dev, Step.COMPENSATE_CONFIRM, lambda: s.commit(persist_id=persist_id),
-                       DevicePhase.COMPENSATED, abortable=False)
-        except NetmigError as exc:
-            log.warning("%s: compensation failed: %s", dev.name, exc)
-            dev.notes.append(f"compensation failed, keeps the change: {exc}")
-            if sent and session is not None and session.is_open:
-                try:  # back to the confirmed change rather than wait for the undo's timer
-                    session.cancel_commit(persist_id)
-                except NetmigError as cancel_exc:
-                    dev.notes.append(f"cancel of the compensating commit failed: {cancel_exc} (the device "
-                                     f"reverts to the change after {policy.confirm_timeout_s} s)")
-            return
-        try:
-            s.unlock("candidate")
-            dev.locked = False
-        except NetmigError as exc:  # undone and confirmed; closing the session releases the lock
-            dev.notes.append(f"unlock failed: {exc}")
+            done = compensate(dev.change, held, factory=self._factory, persist_id=persist_id,
+                              policy=self.commit_policy, busy=self._busy, notes=dev.notes,
+                              step=lambda step, action: self._step(dev, step, action, None, abortable=False),
+                              close_replaced=self._owns_sessions)
+        finally:
+            dev.session, dev.locked = held.session, held.locked
+        if done:
+            dev.phase = DevicePhase.COMPENSATED
 
     def _unchanged(self, dev: _Device) -> bool:
         """Whether running (read from the live session or a new one) holds none of the change."""

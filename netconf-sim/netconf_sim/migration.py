@@ -2,12 +2,13 @@
 
 A :class:`MigrationAgent` per device answers ``export-di`` (the VM's learned and seeded DI as an opaque
 blob: this simulator's own XML of the device's native tables), ``import-di`` (a partner's blob, of either
-flavour, into this device's candidate as seeded DI, after checking support and conflicts) and
-``vdp-associate`` (at the VM's adjacent bridge: distribute the associate to the listed upper-layer
-devices and middleboxes, answer with who will report, then transfer device-to-device; see
-:mod:`netconf_sim.transfer`). Blobs of the other flavour are read through the canonical DI form of
-:mod:`netconf_sim.learned` (``KIND_KEYS``/``KIND_FIELDS``), so translating between unlike models is the
-device's job here, not the coordinator's.
+flavour, into this device's candidate as seeded DI, after checking support and conflicts),
+``withdraw-di`` (the undo of a migration's imports: the entries they created, as an
+:class:`~netconf_sim.ledger.ImportLedger` recorded them) and ``vdp-associate`` (at the VM's adjacent
+bridge: distribute the associate to the listed upper-layer devices and middleboxes, answer with who will
+report, then transfer device-to-device; see :mod:`netconf_sim.transfer`). Blobs of the other flavour are
+read through the canonical DI form of :mod:`netconf_sim.learned` (``KIND_KEYS``/``KIND_FIELDS``), so
+translating between unlike models is the device's job here, not the coordinator's.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Protocol
 from lxml import etree
 
 from .learned import KIND_FIELDS, KIND_KEYS, LearnedEntry, LearnedTables, TableShape
+from .ledger import EntryKey, ImportLedger, ImportRecord, removal_config, seeded_entries
 from .rpcerror import SimRpcError
 from .runtime import NOTIF_NS, DeviceRuntime
 from .xml import NC_NS, Element, XmlInputError, parse, qname
@@ -210,6 +212,7 @@ class MigrationAgent:
         # kinds a test teaches this device beyond the standard six (opaque to the coordinator)
         self.extra_shapes: dict[str, TableShape] = {}
         self.extra_seeded: dict[str, dict[tuple[str, ...], LearnedEntry]] = {}
+        self.ledger = ImportLedger()     # what each migration's imports created (for withdraw-di)
 
     # -- dispatch -------------------------------------------------------------------------------
     def dispatch(self, session: Session, op: Element) -> list[Element]:
@@ -219,6 +222,9 @@ class MigrationAgent:
         if name == "import-di":
             self.runtime.check_unlocked("candidate", session.session_id)
             return self.import_di(op)
+        if name == "withdraw-di":
+            self.runtime.check_unlocked("candidate", session.session_id)
+            return self.withdraw_di(_need(op, "migration-id"), _need(op, "vm-id"))
         if name == "vdp-associate":
             return self.associate(op)
         if name == "migration-notification":
@@ -274,7 +280,8 @@ class MigrationAgent:
     def import_di(self, op: Element) -> list[Element]:
         if self.fail_import:
             raise SimRpcError.operation_failed(f"{self.name}: import refused (injected fault)")
-        vm_id = _need(op, "vm-id")
+        vm_id, migration_id = _need(op, "vm-id"), _need(op, "migration-id")
+        self._record(migration_id, vm_id)
         try:
             blob = base64.b64decode(_need(op, "blob"), validate=True)
         except ValueError as exc:
@@ -286,7 +293,8 @@ class MigrationAgent:
         entries = read_blob(blob, _need(op, "content-type"), vm_id, self.shape_for_flavour)
         if kinds:  # kinds a device invented (outside the contract) travel wherever their blob is sent
             entries = [e for e in entries if e.kind in kinds or e.kind in self.extra_shapes]
-        counts = self.install(vm_id, entries, parse_rules(op), _text(op, "vm-port"))
+        counts = self.install(vm_id, entries, parse_rules(op), _text(op, "vm-port"),
+                              migration_id=migration_id)
         el = etree.Element(_q("entry-count"), nsmap={None: MIGRATION_NS})
         el.text = str(sum(counts.values()))
         return [el]
@@ -302,8 +310,11 @@ class MigrationAgent:
         return None
 
     def install(self, vm_id: str, entries: Iterable[LearnedEntry], rules: TransferRules,
-                vm_port: str | None) -> dict[str, int]:
-        """Check, translate and write ``entries`` into the candidate as seeded DI; counts per kind."""
+                vm_port: str | None, *, migration_id: str | None = None) -> dict[str, int]:
+        """Check, translate and write ``entries`` into the candidate as seeded DI; counts per kind.
+
+        With a ``migration_id`` the entries this write creates (the candidate did not hold them) are
+        recorded in the ledger for ``withdraw-di``."""
         keep: list[LearnedEntry] = []
         for entry in entries:
             supported = entry.kind in self.profile.seeded_shapes or entry.kind in self.extra_shapes
@@ -319,9 +330,14 @@ class MigrationAgent:
         counts: dict[str, int] = {}
         extra = [e for e in keep if e.kind in self.extra_shapes]
         standard = [e for e in keep if e.kind not in self.extra_shapes]
+        before = set(self.seeded_in("candidate")) if standard else set()
+        created = {(e.kind, e.key) for e in standard} - before
+        created_extra = {(e.kind, e.key) for e in extra if e.key not in self.extra_seeded.get(e.kind, {})}
         if standard:
             self._seeded_config(config, vm_id, standard, rules, now)
             self.runtime.engine.edit_config("candidate", config)
+        if migration_id is not None:
+            self.ledger.note(migration_id, vm_id, created, created_extra)
         for entry in extra:  # kinds the YANG model does not know: kept beside the datastore (tests only)
             entry.vm_id = vm_id
             entry.origin = "seeded"
@@ -329,6 +345,44 @@ class MigrationAgent:
         for entry in keep:
             counts[entry.kind] = counts.get(entry.kind, 0) + 1
         return counts
+
+    # -- withdraw -------------------------------------------------------------------------------
+    def seeded_in(self, datastore: str) -> dict[EntryKey, str | None]:
+        """The seeded entries ``datastore`` holds: (kind, key) -> owning VM."""
+        return seeded_entries(self.profile, self.runtime.engine.get_config(datastore, None))
+
+    def _record(self, migration_id: str, vm_id: str) -> ImportRecord | None:
+        """The migration's ledger record (after pruning); a record of another VM is refused."""
+        def held() -> set[EntryKey]:
+            extra = {(kind, key) for kind, table in self.extra_seeded.items() for key in table}
+            return set(self.seeded_in("candidate")) | set(self.seeded_in("running")) | extra
+
+        self.ledger.prune(held, settled=self.runtime.pending is None)
+        record = self.ledger.get(migration_id)
+        if record is not None and record.vm_id != vm_id:
+            raise SimRpcError.invalid_value(f"migration {migration_id} imported DI of {record.vm_id}, "
+                                            f"not {vm_id}", app_tag="wrong-vm")
+        return record
+
+    def withdraw_di(self, migration_id: str, vm_id: str) -> list[Element]:
+        """Remove from the candidate the entries this migration's imports created (still owned by
+        ``vm_id``); answers how many were removed. Test-only kinds beside the datastore go at once."""
+        record = self._record(migration_id, vm_id)
+        removed = 0
+        if record is not None:
+            have = self.seeded_in("candidate")
+            gone = sorted(k for k in record.created if have.get(k) == vm_id)
+            if gone:
+                self.runtime.engine.edit_config("candidate", removal_config(self.profile, gone))
+            removed = len(gone)
+            for kind, key in sorted(record.extra):
+                table = self.extra_seeded.get(kind, {})
+                if key in table and table[key].vm_id == vm_id:
+                    del table[key]
+                    removed += 1
+        el = etree.Element(_q("entry-count"), nsmap={None: MIGRATION_NS})
+        el.text = str(removed)
+        return [el]
 
     def _check_conflicts(self, vm_id: str, entries: list[LearnedEntry]) -> None:
         for entry in entries:

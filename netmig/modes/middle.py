@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,7 +33,6 @@ from netmig.model import PolicyKind
 from netmig.modes.centralized import DryRun, PreparedMigration, prepare
 from netmig.netconf.session import DeviceSession
 from netmig.options import MigrationOptions
-from netmig.settings import DeviceEndpoint
 from netmig.store import Blob, SqliteStore, TransferStore
 from netmig.topology.model import Topology
 from netmig.topology.resolve import MigrationPlan
@@ -43,8 +43,8 @@ if TYPE_CHECKING:
     from netmig.journal_hook import MigrationRecorder
 
 __all__ = ["MIGRATION_NS", "STATIC_KINDS", "default_store", "di_routes", "dry_run_other_mode", "import_op",
-           "rules_into",
-           "run_middle", "stage_changes", "vm_port_of"]
+           "imported_entries", "rules_into", "run_middle", "stage_changes", "vm_port_of", "with_imports",
+           "withdraw_op"]
 
 log = logging.getLogger(__name__)
 
@@ -144,22 +144,25 @@ def import_op(migration_id: str, vm_id: str, source: str, blob: Blob, kinds: Seq
     return op
 
 
-class _ImportingSession(DeviceSession):
-    """A transaction session that sends the device's import-di RPCs right after its static edit."""
+def withdraw_op(migration_id: str, vm_id: str) -> Element:
+    """The ``withdraw-di`` operation: the device removes what its imports of this migration created."""
+    op = element(MIGRATION_NS, "withdraw-di")
+    sub(op, MIGRATION_NS, "migration-id", migration_id)
+    sub(op, MIGRATION_NS, "vm-id", vm_id)
+    return op
 
-    def __init__(self, endpoint: DeviceEndpoint, imports: Sequence[Element], **kwargs: object) -> None:
-        super().__init__(endpoint, **kwargs)  # type: ignore[arg-type]
-        self._imports = imports
-        self.imported = 0
 
-    def edit_config(self, target: str, config: Element, *, default_operation: str | None = None,
-                    test_option: str | None = None, error_option: str | None = None) -> None:
-        if len(config):
-            super().edit_config(target, config, default_operation=default_operation, test_option=test_option,
-                                error_option=error_option)
-        for op in self._imports:
-            reply = self.rpc(op)
-            self.imported += int(text_of(reply, MIGRATION_NS, "entry-count") or 0)
+def with_imports(change: DeviceChange, imports: Sequence[Element], migration_id: str,
+                 vm_id: str) -> DeviceChange:
+    """``change`` sending ``imports`` after its edit and ``withdraw-di`` after its undo's edit."""
+    if not imports:
+        return change
+    return replace(change, extra_ops=tuple(imports), undo_ops=(withdraw_op(migration_id, vm_id),))
+
+
+def imported_entries(replies: Mapping[str, Sequence[Element]]) -> int:
+    """The entries the devices said their import-di wrote (``entry-count`` of each reply)."""
+    return sum(int(text_of(r, MIGRATION_NS, "entry-count") or 0) for rs in replies.values() for r in rs)
 
 
 def dry_run_other_mode(plan: MigrationPlan, topology: Topology, options: MigrationOptions, *,
@@ -240,21 +243,15 @@ def run_middle(plan: MigrationPlan, topology: Topology, options: MigrationOption
             imports.setdefault(destination, []).append(import_op(
                 migration_id, plan.vm_id, source, stored, kinds, vm_port_of(plan, destination), plan,
                 options))
-        changes = stage_changes(prepared, plan, sorted(imports), environ)
-        made: list[_ImportingSession] = []
-
-        def factory(endpoint: DeviceEndpoint) -> DeviceSession:
-            session = _ImportingSession(endpoint, imports.get(endpoint.name, ()), ssh=ssh,
-                                        timeouts=options.timeouts)
-            made.append(session)
-            return session
-
+        changes = [with_imports(c, imports.get(c.endpoint.name, ()), migration_id, plan.vm_id)
+                   for c in stage_changes(prepared, plan, sorted(imports), environ)]
         started = time.perf_counter()
         hook = recorder.stage("apply", on_step) if recorder is not None else None
         txn = NetworkTransaction(changes, ssh=ssh, timeouts=options.timeouts, commit=options.commit,
-                                 on_step=hook or on_step, session_factory=factory)
+                                 on_step=hook or on_step)
         if hook is not None:
             hook.persist_ids = txn.persist_ids
+            hook.compensate_ids = txn.compensate_ids
         try:
             with holding(c.endpoint for c in changes):  # queue with this process's other migrations
                 outcomes = txn.run()
@@ -271,7 +268,7 @@ def run_middle(plan: MigrationPlan, topology: Topology, options: MigrationOption
         if own_store and isinstance(blobs_at, SqliteStore):
             blobs_at.close()
     moved = dict(prepared.moved)
-    moved["di-entries"] = sum(s.imported for s in made)
+    moved["di-entries"] = imported_entries(txn.replies)
     return MigrationResult(migration_id, plan.vm_id, options.mode.value, Outcome.SUCCESS, outcomes, moved,
                            (), timings, prepared.conflicts)
 

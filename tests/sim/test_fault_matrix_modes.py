@@ -56,34 +56,7 @@ PHASES = {"import": "import-di", "commit-confirmed": "confirmed-commit", "confir
 FAULTS = ("rpc-error", "drop-after", "reboot")
 FEEDBACK_DEADLINE_S = 8.0
 
-# (mode, fault, phase) -> why the end state is half-applied (xfail strict: a fix makes it XPASS)
-_MIDDLE_CONFIRM = ("middle: b-fw1's confirming commit fails for good, netmig compensates the confirmed "
-                   "devices with the static undo only: the DI import-di wrote (preload + learned l2-fdb/arp/"
-                   "snooping/nat-xlate of vm-web-01) stays on b-leaf1 and b-nat1, and b-spine1 (DI-only "
-                   "change) is not compensated at all (RollbackIncompleteError names it)")
-_DISTRIBUTED_CONFIRM = ("{mode}: _settle confirms every destination in parallel with no compensation: "
-                        "b-fw1's confirming commit fails ({why}), its pending commit rolls back "
-                        "while b-leaf1, b-spine1 and b-nat1 keep the confirmed migration "
-                        "(RollbackIncompleteError)")
-HALF_APPLIED: dict[tuple[Mode, str, str], str] = {
-    (Mode.MIDDLE, "rpc-error", "confirm"): _MIDDLE_CONFIRM,
-    (Mode.MIDDLE, "reboot", "confirm"): _MIDDLE_CONFIRM,
-    **{(mode, fault, "confirm"): _DISTRIBUTED_CONFIRM.format(mode=mode.value, why=why)
-       for mode in (Mode.D_PUSH, Mode.D_PULL)
-       for fault, why in (("rpc-error", "rpc-error every time"),
-                          ("reboot", "reboot: the persistent pending commit is lost"))},
-}
-
-
-def _case(mode: Mode, fault: str, phase: str) -> Any:
-    marks = []
-    reason = HALF_APPLIED.get((mode, fault, phase))
-    if reason:
-        marks.append(pytest.mark.xfail(strict=True, reason=reason))
-    return pytest.param(mode, fault, phase, id=f"{mode.value}-{fault}-{phase}", marks=marks)
-
-
-CASES = [_case(m, f, p) for m in MODES for f in FAULTS for p in PHASES]
+CASES = [pytest.param(m, f, p, id=f"{m.value}-{f}-{p}") for m in MODES for f in FAULTS for p in PHASES]
 
 
 def _options(mode: Mode) -> MigrationOptions:
