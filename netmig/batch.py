@@ -35,7 +35,7 @@ from netmig.feedback import Outcome
 from netmig.modes.centralized import PreparedMigration
 from netmig.modes.centralized import prepare as prepare_centralized
 from netmig.options import MigrationOptions, Mode
-from netmig.sessionpool import SessionPool
+from netmig.sessionpool import SessionPool, SnapshotCache
 from netmig.topology import load_topology, resolve
 from netmig.topology.model import Topology
 from netmig.transaction import DeviceChange, NetworkTransaction
@@ -121,26 +121,39 @@ def load_batch(path: str | Path) -> tuple[BatchItem, ...]:
     return tuple(items)
 
 
-def _merge(into: Element, other: Element) -> None:
-    """Merge one ``<config>`` into another: containers by name, list entries by their leaves."""
-    def ident(el: Element) -> tuple[str, str | None]:
-        # a list entry is told by its leaves (keys first; two VMs never send the same entry: they would
-        # have conflicted), a container by its name alone
-        leaves = [f"{c.tag!s}={c.text}" for c in el if isinstance(c.tag, str) and len(c) == 0]
-        return (str(el.tag), "|".join(leaves) if leaves else None)
+def _ident(el: Element) -> tuple[str, str | None]:
+    """How _Merger tells siblings apart: a list entry by its leaves (keys first; two VMs never send the
+    same entry: they would have conflicted), a container by its name alone."""
+    leaves = [f"{c.tag!s}={c.text}" for c in el if isinstance(c.tag, str) and len(c) == 0]
+    return (str(el.tag), "|".join(leaves) if leaves else None)
 
-    index = {ident(c): c for c in into if isinstance(c.tag, str)}
-    for child in list(other):
-        if not isinstance(child.tag, str):
-            continue
-        same = index.get(ident(child))
-        if same is None or len(child) == 0:
-            into.append(child)
-            index[ident(child)] = child
-        else:
-            for name, value in child.attrib.items():
-                same.set(name, value)
-            _merge(same, child)
+
+class _Merger:
+    """Merge ``<config>`` trees into one: containers by name, list entries by their leaves.
+
+    Each target element's children are indexed once and the index kept up to date as children are
+    added, so merging N VMs' edits costs the size of the edits, not N times the merged tree.
+    """
+
+    def __init__(self) -> None:
+        self._indexes: dict[Element, dict[tuple[str, str | None], Element]] = {}
+
+    def merge(self, into: Element, other: Element) -> None:
+        index = self._indexes.get(into)
+        if index is None:
+            index = self._indexes[into] = {_ident(c): c for c in into if isinstance(c.tag, str)}
+        for child in list(other):
+            if not isinstance(child.tag, str):
+                continue
+            ident = _ident(child)
+            same = index.get(ident)
+            if same is None or len(child) == 0:
+                into.append(child)
+                index[ident] = child
+            else:
+                for name, value in child.attrib.items():
+                    same.set(name, value)
+                self.merge(same, child)
 
 
 _IDENTITY = re.compile(r"^[A-Za-z_][\w.-]*:[\w.-]+$")  # prefix:name (identityref); not IPs or MACs
@@ -199,12 +212,13 @@ def _group_changes(members: Sequence[PreparedMigration]) -> list[DeviceChange]:
     """One DeviceChange per destination device holding every member VM's edit, verified as a whole."""
     edits: dict[str, Element] = {}
     first: dict[str, DeviceChange] = {}
+    merger = _Merger()
     for prepared in members:
         for change in prepared.changes:
             name = change.endpoint.name
             first.setdefault(name, change)
             root = edits.setdefault(name, element(_NC_NS, "config"))
-            _merge(root, _copy(change.edit))
+            merger.merge(root, _copy(change.edit))
     changes = []
     for name, root in sorted(edits.items()):
         sent = _copy(root)
@@ -242,6 +256,7 @@ def migrate_many(items: Iterable[BatchItem], *, topology: Topology | str | Path,
     lock = threading.Lock()
     local = threading.local()
     pools: list[SessionPool] = []
+    snapshot = SnapshotCache()  # yang-library and inventory: once per device for the whole batch
 
     def report(result: VmResult) -> None:
         with lock:
@@ -253,7 +268,7 @@ def migrate_many(items: Iterable[BatchItem], *, topology: Topology | str | Path,
         pool = getattr(local, "pool", None)
         if pool is None:
             # snapshot: yang-library and inventory read once per device (nothing commits before the groups)
-            pool = local.pool = SessionPool(ssh=ssh, timeouts=opts.timeouts, snapshot=True)
+            pool = local.pool = SessionPool(ssh=ssh, timeouts=opts.timeouts, snapshot=snapshot)
             with lock:
                 pools.append(pool)
         return pool

@@ -22,23 +22,47 @@ from netmig.netconf.capabilities import Capabilities
 from netmig.netconf.session import DeviceSession
 from netmig.settings import DeviceEndpoint, SshPolicy, Timeouts
 
-__all__ = ["SessionPool"]
+__all__ = ["SessionPool", "SnapshotCache"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class SnapshotCache:
+    """Answers of reads that cannot change while a batch prepares, shared by several pools (threads):
+    each (device, key) is read once, by the first thread that asks; the others wait for it."""
+
+    def __init__(self) -> None:
+        self._values: dict[tuple[str, str], object] = {}
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def get(self, slot: tuple[str, str], read: Callable[[], T]) -> T:
+        with self._guard:
+            lock = self._locks.setdefault(slot, threading.Lock())
+        with lock:
+            if slot not in self._values:
+                self._values[slot] = read()
+            return self._values[slot]  # type: ignore[return-value]
+
+    def clear(self) -> None:
+        with self._guard:
+            self._values.clear()
 
 
 class SessionPool:
     """Open sessions by device name; thread-safe; close with :meth:`close` or as a context manager."""
 
     def __init__(self, *, ssh: SshPolicy | None = None, timeouts: Timeouts | None = None,
-                 snapshot: bool = False) -> None:
+                 snapshot: bool | SnapshotCache = False) -> None:
         self._ssh = ssh if ssh is not None else SshPolicy()
         self._timeouts = timeouts if timeouts is not None else Timeouts()
         self._sessions: dict[str, DeviceSession] = {}
         self._libraries: dict[str, Capabilities] = {}
-        self._cache: dict[tuple[str, str], object] = {}
-        self.snapshot = snapshot  # True: cached() reads once (see there); False: it always reads
+        # True or a SnapshotCache (shared with other pools): cached() reads once (see there); False: always
+        self._cache = snapshot if isinstance(snapshot, SnapshotCache) else SnapshotCache()
+        self._own_cache = not isinstance(snapshot, SnapshotCache)
+        self.snapshot = bool(snapshot)
         self._locks: dict[str, threading.RLock] = {}
         self._guard = threading.Lock()
         self.opened = 0  # sessions opened over the pool's life (reuse shows as a small number)
@@ -82,14 +106,16 @@ class SessionPool:
 
     def cached(self, endpoint: DeviceEndpoint, key: str, read: Callable[[DeviceSession], T]) -> T:
         """``read(session)``; with ``snapshot`` once per device and key for the pool's life (for reads
-        whose answer cannot change while the pool is in use, e.g. a batch's checks before its commits)."""
-        with self._lock_for(endpoint.name):
-            if not self.snapshot:
+        whose answer cannot change while the pool is in use, e.g. a batch's checks before its commits;
+        with a shared SnapshotCache once for every pool sharing it)."""
+        if not self.snapshot:
+            with self._lock_for(endpoint.name):
                 return read(self.get(endpoint))
-            slot = (endpoint.name, key)
-            if slot not in self._cache:
-                self._cache[slot] = read(self.get(endpoint))
-            return self._cache[slot]  # type: ignore[return-value]
+
+        def first_read() -> T:
+            with self._lock_for(endpoint.name):
+                return read(self.get(endpoint))
+        return self._cache.get((endpoint.name, key), first_read)
 
     def open_all(self, endpoints: Iterable[DeviceEndpoint], *, workers: int = 16) -> None:
         """Open sessions to many devices in parallel; raises the first failure."""
@@ -112,7 +138,8 @@ class SessionPool:
             sessions = list(self._sessions.values())
             self._sessions.clear()
             self._libraries.clear()
-            self._cache.clear()
+            if self._own_cache:
+                self._cache.clear()
         for session in sessions:
             session.close()
 

@@ -161,6 +161,7 @@ def _dependencies(expr: Any) -> list[Any] | None:
 
 
 _DEPENDENCIES: dict[int, tuple[Any, list[Any] | None]] = {}
+_PORT_RULE = "the port is not one of the bridge's ports"  # netmig-topology hosts/port must
 
 
 class _Index:
@@ -170,6 +171,7 @@ class _Index:
         self.top = top
         self.targets: dict[int, set[str] | None] = {}
         self.musts: dict[tuple[Any, ...], bool] = {}
+        self.ports: dict[str, set[str]] | None = None  # bridge -> its listed ports (hosts/port rule)
 
     def exists(self, instance: Any, dtype: Any) -> bool:
         """Whether the leafref ``instance`` (of type ``dtype``) has a target, as yangson's ``_deref``."""
@@ -188,8 +190,26 @@ class _Index:
         targets = self.targets[id(dtype)]
         return targets is not None and str(instance) in targets
 
+    def _port_rule(self, instance: Any) -> bool:
+        """hosts/port: the port is one of its bridge's ports, when the bridge lists ports. The XPath
+        reads the devices list and the bridge's ports for every host (hosts x ports); one set per
+        bridge instead."""
+        if self.ports is None:
+            self.ports = {}
+            for device in self.top["devices"].value if "devices" in self.top.value else ():
+                listed = device.get("ports")
+                if listed:
+                    self.ports.setdefault(str(device["name"]), set()).update(str(p) for p in listed)
+                else:
+                    self.ports.setdefault(str(device["name"]), set())
+        bridge = instance.up()["bridge"].value if "bridge" in instance.up().value else None
+        listed = self.ports.get(str(bridge), set())
+        return not listed or str(instance.value) in listed
+
     def holds(self, must: Any, instance: Any) -> bool:
         """Whether ``instance`` satisfies ``must`` (evaluated by yangson once per distinct context)."""
+        if must.error_message == _PORT_RULE:
+            return self._port_rule(instance)
         entry = _DEPENDENCIES.get(id(must))
         if entry is None or entry[0] is not must:
             entry = _DEPENDENCIES[id(must)] = (must, _dependencies(must.expression))
@@ -197,7 +217,9 @@ class _Index:
         if deps is None:
             return bool(must.expression.evaluate(instance))
         values = [dep.evaluate(instance) for dep in deps]
-        key = (id(must), str(instance), repr(instance.value), *(
+        # the expression reads only absolute paths (the same for every leaf), the leaf's value and deps:
+        # leaves of one schema node with equal values and deps share the result
+        key = (id(must), repr(instance.value), *(
             tuple(str(n) for n in v) if isinstance(v, NodeSet) else (type(v).__name__, str(v)) for v in values
         ))
         if key not in self.musts:
