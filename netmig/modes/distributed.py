@@ -24,19 +24,30 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from netmig.change import SessionFactory, Step
+from netmig.compensation import Held, can_compensate, compensate, confirm_again
 from netmig.devicegate import holding
 from netmig.devices import DeviceHandle, handles_for, open_sessions, ssh_policy_for
 from netmig.errors import DeviceError, MigrationRolledBackError, NetmigError, RollbackIncompleteError
 from netmig.feedback import DeviceOutcome, DevicePhase, MigrationResult, Outcome
 from netmig.modes.centralized import prepare
-from netmig.modes.middle import MIGRATION_NS, STATIC_KINDS, di_routes, rules_into, stage_changes, vm_port_of
+from netmig.modes.middle import (
+    MIGRATION_NS,
+    STATIC_KINDS,
+    di_routes,
+    rules_into,
+    stage_changes,
+    vm_port_of,
+    withdraw_op,
+)
 from netmig.netconf.session import DeviceSession
 from netmig.options import MigrationOptions
+from netmig.quirks import BusyRetry
 from netmig.topology.model import Topology
 from netmig.topology.resolve import MigrationPlan
 from netmig.transaction import DeviceChange, StepHook
@@ -179,9 +190,11 @@ def _listen(session: DeviceSession, report: Report, migration_id: str, deadline:
 
 
 def _settle(sessions: Mapping[str, DeviceSession], names: Sequence[str], migration_id: str, *,
-            confirm: bool, recorder: MigrationRecorder | None = None) -> dict[str, str]:
+            confirm: bool, recorder: MigrationRecorder | None = None,
+            retry: Callable[[str, NetmigError], None] | None = None) -> dict[str, str]:
     """Confirm (or cancel) the pending confirmed commit on each device; errors by device.
 
+    A confirming commit that fails is handed to ``retry`` (which raises when it fails for good).
     Journaled before (write-ahead, with the persist-id) and after (the result) each device's step."""
     from netmig.journal import Step as JStep
 
@@ -195,7 +208,12 @@ def _settle(sessions: Mapping[str, DeviceSession], names: Sequence[str], migrati
         persist = persist_id_for(migration_id, name)
         try:
             if confirm:
-                sessions[name].commit(persist_id=persist)
+                try:
+                    sessions[name].commit(persist_id=persist)
+                except NetmigError as exc:
+                    if retry is None:
+                        raise
+                    retry(name, exc)
             else:
                 sessions[name].cancel_commit(persist)
             if recorder is not None:
@@ -208,6 +226,101 @@ def _settle(sessions: Mapping[str, DeviceSession], names: Sequence[str], migrati
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(names)))) as workers:
         list(workers.map(one, names))
     return errors
+
+
+@dataclass(slots=True)
+class _Settler:
+    """Confirms the staged destinations; when a confirming commit fails for good after others
+    confirmed, gives every destination back (as :meth:`NetworkTransaction._give_back` does)."""
+
+    sessions: Mapping[str, DeviceSession]
+    changes: Mapping[str, DeviceChange]
+    migration_id: str
+    options: MigrationOptions
+    factory: SessionFactory
+    recorder: MigrationRecorder | None
+    on_step: StepHook | None
+    notes: dict[str, list[str]] = field(default_factory=dict)
+    phases: dict[str, DevicePhase] = field(default_factory=dict)
+
+    def confirm(self, names: Sequence[str]) -> dict[str, str]:
+        """Confirm everywhere, a failed confirm retried from new sessions until the confirm timeout;
+        errors by device (the devices that failed for good)."""
+        deadline = time.monotonic() + self.options.commit.confirm_timeout_s
+
+        def retry(name: str, exc: NetmigError) -> None:
+            notes = self.notes.setdefault(name, [])
+            notes.append(f"confirming commit failed ({exc}); retrying from a new session")
+            confirm_again(self.changes[name], Held(self.sessions[name], False), self.factory,
+                          persist_id_for(self.migration_id, name), deadline, notes)
+
+        return _settle(self.sessions, names, self.migration_id, confirm=True, recorder=self.recorder,
+                       retry=retry)
+
+    def give_back(self, confirmed: Sequence[str], failed: Sequence[str]) -> None:
+        """Compensate the confirmed devices (first: the journal's first "compensate" marks the migration
+        as rolling back before any cancel), then cancel the failed ones' pending commits; a failed
+        device with nothing pending whose running may hold the change (or cannot tell: DI only) is
+        compensated too (removal is idempotent). Sets ``phases``."""
+        with ThreadPoolExecutor(max_workers=max(1, min(16, len(confirmed)))) as workers:
+            list(workers.map(self._compensate, confirmed))
+        with ThreadPoolExecutor(max_workers=max(1, min(16, len(failed)))) as workers:
+            list(workers.map(self._cancel, failed))
+
+    def _compensate(self, name: str) -> None:
+        from netmig.journal import Step as JStep
+
+        change, notes = self.changes[name], self.notes.setdefault(name, [])
+        undo_id = persist_id_for(f"{self.migration_id}/compensate", name)
+        held = Held(self.sessions[name], False)
+
+        def step(kind: Step, action: Callable[[], None]) -> None:
+            if self.recorder is not None:
+                self.recorder.step(name, JStep(kind.value), stage="apply",
+                                   persist_id=undo_id if kind is Step.COMPENSATE_COMMIT else None)
+            if self.on_step is not None:
+                self.on_step(name, kind)
+            action()
+
+        try:
+            done = compensate(change, held, factory=self.factory, persist_id=undo_id,
+                              policy=self.options.commit, busy=BusyRetry(self.options.timeouts.busy_wait_s),
+                              step=step, notes=notes, close_replaced=False)
+        finally:
+            if held.session is not self.sessions[name] and held.session is not None:
+                held.session.close()
+        if self.recorder is not None:
+            self.recorder.result(name, JStep.COMPENSATE_CONFIRM if done else JStep.COMPENSATE, ok=done,
+                                 stage="apply", error=None if done else notes[-1])
+        self.phases[name] = DevicePhase.COMPENSATED if done else DevicePhase.CONFIRMED
+
+    def _cancel(self, name: str) -> None:
+        from netmig.journal import Step as JStep
+
+        change, notes = self.changes[name], self.notes.setdefault(name, [])
+        persist = persist_id_for(self.migration_id, name)
+        live = Held(self.sessions[name], False).live()
+        try:
+            if self.recorder is not None:
+                self.recorder.step(name, JStep.CANCEL, persist_id=persist, stage="apply")
+            session = live if live is not None else self.factory(change.endpoint)
+            try:
+                session.open()
+                session.cancel_commit(persist)
+            finally:
+                if session is not live:
+                    session.close()
+            if self.recorder is not None:
+                self.recorder.result(name, JStep.CANCEL, ok=True, stage="apply")
+            self.phases[name] = DevicePhase.ROLLED_BACK
+            return
+        except NetmigError as exc:
+            notes.append(f"cancel-commit failed: {exc}")
+        if can_compensate(change):  # nothing pending: whatever running holds of ours goes
+            self._compensate(name)
+            if self.phases[name] is DevicePhase.COMPENSATED:
+                return
+        self.phases[name] = DevicePhase.ROLLBACK_FAILED
 
 
 def run_distributed(plan: MigrationPlan, topology: Topology, options: MigrationOptions, *, migration_id: str,
@@ -228,7 +341,9 @@ def run_distributed(plan: MigrationPlan, topology: Topology, options: MigrationO
     ssh = ssh_policy_for(topology, options.ssh)
     handles = handles_for((*plan.source_devices, *plan.destination_devices), environ)
     receivers = sorted({d for _, d in di_routes(plan)})
-    changes = {c.endpoint.name: c for c in stage_changes(prepared, plan, receivers, environ)}
+    withdraw = (withdraw_op(migration_id, plan.vm_id),)  # compensation: the devices' imports are undone too
+    changes = {c.endpoint.name: replace(c, undo_ops=withdraw) if c.endpoint.name in receivers else c
+               for c in stage_changes(prepared, plan, receivers, environ)}
     reporters_side = [d.name for d in (plan.source_devices if push else plan.destination_devices)]
     needed = sorted(set(changes) | set(reporters_side))
     outcomes: dict[str, DeviceOutcome] = {}
@@ -305,13 +420,30 @@ def run_distributed(plan: MigrationPlan, topology: Topology, options: MigrationO
                                     error=failures.get(name))
             timings["verify"] = (time.perf_counter() - started) * 1000
         started = time.perf_counter()
-        settle_errors = _settle(sessions, staged, migration_id, confirm=not failures, recorder=recorder)
-        timings["confirm" if not failures else "cancel"] = (time.perf_counter() - started) * 1000
+        settler = _Settler(sessions, changes, migration_id, options, recorder=recorder, on_step=on_step,
+                           factory=lambda ep: DeviceSession(ep, ssh=ssh, timeouts=options.timeouts))
+        if failures:
+            settle_errors = _settle(sessions, staged, migration_id, confirm=False, recorder=recorder)
+            timings["cancel"] = (time.perf_counter() - started) * 1000
+        else:
+            settle_errors = settler.confirm(staged)
+            timings["confirm"] = (time.perf_counter() - started) * 1000
+            if settle_errors:  # failed for good after others confirmed: give every device back
+                started = time.perf_counter()
+                settler.give_back([n for n in staged if n not in settle_errors], sorted(settle_errors))
+                timings["compensate"] = (time.perf_counter() - started) * 1000
+                failures = dict(settle_errors)
+                stuck = sorted(n for n, p in settler.phases.items()
+                               if p in (DevicePhase.CONFIRMED, DevicePhase.ROLLBACK_FAILED))
+                settle_errors = {n: failures.get(n) or "; ".join(settler.notes.get(n, ())) for n in stuck}
     for name in sorted(changes):
         ok = not failures and name not in settle_errors
-        phase = (DevicePhase.CONFIRMED if ok else DevicePhase.ROLLBACK_FAILED if name in settle_errors
-                 else DevicePhase.ROLLED_BACK if name in staged else DevicePhase.DISCARDED)
-        outcomes[name] = DeviceOutcome(name, phase, ok, failures.get(name) or settle_errors.get(name))
+        phase = settler.phases.get(name) or (
+            DevicePhase.CONFIRMED if ok else DevicePhase.ROLLBACK_FAILED if name in settle_errors
+            else DevicePhase.ROLLED_BACK if name in staged else DevicePhase.DISCARDED)
+        said = (failures.get(name) or settle_errors.get(name), *settler.notes.get(name, ()))
+        error = "; ".join(e for e in said if e) or None
+        outcomes[name] = DeviceOutcome(name, phase, ok, error)
     for name, report in reports.items():
         if name not in outcomes:
             outcomes[name] = DeviceOutcome(name, DevicePhase.DONE if report.status == "success"
@@ -324,7 +456,9 @@ def run_distributed(plan: MigrationPlan, topology: Topology, options: MigrationO
         silent = sorted(r.device for r in reports.values() if r.status is None)
         what = "; ".join(failures[n] for n in sorted(failures))
         if settle_errors and failures:
-            raise RollbackIncompleteError(f"migration failed ({what}) and cancel failed",
+            raise RollbackIncompleteError(f"migration failed ({what}) and giving back failed: devices "
+                                          "confirmed and not compensated, or not rolled back, keep the "
+                                          "change",
                                           sorted(settle_errors), result)
         if settle_errors:
             raise RollbackIncompleteError("confirming commit failed", sorted(settle_errors), result)
