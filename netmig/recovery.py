@@ -1,11 +1,14 @@
-"""Recovery of interrupted migrations, rollback of completed ones, and sessions that wait for a busy device.
+"""Recovery of interrupted migrations, and rollback of completed ones.
 
 :func:`recover` finds unfinished journaled migrations whose coordinator is gone and settles each device as
 :func:`netmig.recovery_rules.recovery_decision` says, from a new session: ``commit`` with the
 persist-id (confirm) or ``cancel-commit`` with it (cancel), or discard an abandoned candidate. A
-persist-id the device no longer knows means the step already happened (or the device reverted by itself
-before we came), so recovery is idempotent: a second run does nothing. Each action is journaled before
-and after it is taken.
+persist-id the device no longer knows means the step already happened, or the device reverted by itself
+before we came: before confirming, and when a confirm is answered so, running is read and checked
+against what the migration sent (the journaled plan). A device that lost the change means the migration
+cannot be completed: recovery then rolls every other device back (cancel what is pending, compensate
+what is confirmed) and the migration ends "rolled-back". A second run does nothing. Each action is
+journaled before and after it is taken.
 
 :func:`rollback_migration` undoes a completed migration in one confirmed transaction: it removes what the
 destinations took and restores the source's entries when ``--cleanup-source`` removed them.
@@ -18,7 +21,6 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from netmig import xmlkit
 from netmig.codecs.base import DeviceCodec, Element, VmContext
@@ -37,14 +39,27 @@ from netmig.model import VmBundle
 from netmig.model.bundle import from_dict
 from netmig.netconf.session import DeviceSession
 from netmig.patience import patient_sessions
+from netmig.recovery_plan import (
+    ChangeLostError,
+    Check,
+    context_from_plan,
+    endpoint_from_plan,
+    holding_check,
+    ssh_from_plan,
+)
+from netmig.recovery_plan import (
+    plan_mapping as _mapping,
+)
 from netmig.recovery_rules import RecoveryAction, RecoveryDecision, recovery_decision
-from netmig.settings import CommitPolicy, Credentials, DeviceEndpoint, QuirkProfile, SshPolicy, Timeouts
+from netmig.settings import CommitPolicy, SshPolicy, Timeouts
 from netmig.transaction import DeviceChange, NetworkTransaction, StepHook
 
 __all__ = [
+    "ChangeLostError",
     "RecoveryReport",
     "RollbackResult",
     "endpoint_from_plan",
+    "holding_check",
     "recover",
     "recover_now",
     "rollback_migration",
@@ -52,57 +67,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-def _mapping(value: object, where: str) -> Mapping[str, object]:
-    if not isinstance(value, Mapping):
-        raise InputError(f"journal plan: {where} is missing or not an object")
-    return value
-
-
-def endpoint_from_plan(plan: Mapping[str, object], device: str,
-                       environ: Mapping[str, str] | None = None) -> DeviceEndpoint:
-    """The endpoint of ``device`` from a journal plan; the password is read from the variable it names."""
-    import os
-
-    entry = _mapping(_mapping(plan.get("devices"), "devices").get(device), f"devices/{device}")
-    env = os.environ if environ is None else environ
-    var = entry.get("login-env")
-    password = env.get(var) if isinstance(var, str) else None
-    if isinstance(var, str) and not password:
-        raise InputError(f"{device}: environment variable {var} is not set; it must hold the password")
-    key_file = entry.get("key-file")
-    quirks = _mapping(entry.get("quirks", {}), f"devices/{device}/quirks")
-    return DeviceEndpoint(device, str(entry["host"]), int(str(entry["port"])),
-                          Credentials(str(entry["username"]), password,
-                                      Path(key_file) if isinstance(key_file, str) else None),
-                          QuirkProfile(validate=str(quirks.get("validate", "candidate")),  # type: ignore[arg-type]
-                                       confirmed_timer_needs_quiet_s=float(
-                                           str(quirks.get("confirmed-timer-needs-quiet-s", 0))),
-                                       commit_blocked_while_confirm_pending=bool(
-                                           quirks.get("commit-blocked-while-confirm-pending", False))))
-
-
-def ssh_from_plan(plan: Mapping[str, object], base: SshPolicy | None = None) -> SshPolicy:
-    """The SSH policy the migration used: its known_hosts unless the caller names one."""
-    known = plan.get("known-hosts")
-    policy = base or SshPolicy()
-    if policy.known_hosts is None and isinstance(known, str):
-        policy = replace(policy, known_hosts=Path(known))
-    if plan.get("verify-host-keys") is False:
-        policy = replace(policy, verify_host_keys=False)
-    return policy
-
-
-def context_from_plan(entry: Mapping[str, object]) -> VmContext:
-    ctx = _mapping(entry.get("context"), "context")
-    macs, ips = ctx.get("macs") or [], ctx.get("ips") or []
-    vlan, tenant = ctx.get("vlan"), ctx.get("tenant")
-    return VmContext(str(ctx["vm-id"]), str(ctx.get("port") or ""),
-                     macs=tuple(str(m) for m in macs) if isinstance(macs, list) else (),
-                     ips=tuple(str(a) for a in ips) if isinstance(ips, list) else (),
-                     tenant=tenant if isinstance(tenant, str) else None,
-                     vlan=vlan if isinstance(vlan, int) else None)
-
 
 @dataclass(frozen=True, slots=True)
 class RecoveryReport:
@@ -148,13 +112,25 @@ def _gone(exc: RpcError, action: RecoveryAction) -> bool:
     return action is RecoveryAction.CANCEL and exc.tag == "operation-failed"
 
 
-def _settle(session: DeviceSession, action: RecoveryAction, persist_id: str | None) -> str:
-    """Take one recovery action on an open session; returns what happened."""
+def _settle(session: DeviceSession, action: RecoveryAction, persist_id: str | None,
+            check: Check | None = None) -> str:
+    """Take one recovery action on an open session; returns what happened.
+
+    A confirm answered "no such pending commit" means it was confirmed already, or the device's timer
+    rolled it back: with a ``check`` running is read to tell which (ChangeLostError for the latter)."""
     deadline = time.monotonic() + 30
     while True:
         try:
             if action is RecoveryAction.CONFIRM:
-                session.commit(persist_id=persist_id)
+                try:
+                    session.commit(persist_id=persist_id)
+                except RpcError as exc:
+                    if check is None or not _gone(exc, action):
+                        raise
+                    problems = check(session)
+                    if problems:
+                        raise ChangeLostError(session.device, problems[0]) from exc
+                    return f"already confirmed ({exc.tag}; running holds the change)"
                 return "confirmed"
             if action is RecoveryAction.CANCEL:
                 session.cancel_commit(persist_id)
@@ -179,6 +155,49 @@ def _settle(session: DeviceSession, action: RecoveryAction, persist_id: str | No
             raise
 
 
+def _lost_before_confirm(record: MigrationRecord, decision: RecoveryDecision,
+                         environ: Mapping[str, str] | None, ssh: SshPolicy,
+                         timeouts: Timeouts | None) -> dict[str, str]:
+    """Devices to be confirmed whose running config already lacks the change (their pending commit
+    expired), read before anything is confirmed; each with the first problem found."""
+    lost = {}
+    for dev in decision.devices:
+        check = holding_check(record.plan, dev.device) if dev.action is RecoveryAction.CONFIRM else None
+        if check is None:
+            continue
+        with DeviceSession(endpoint_from_plan(record.plan, dev.device, environ), ssh=ssh,
+                           timeouts=timeouts) as session:
+            problems = check(session)
+        if problems:
+            lost[dev.device] = str(ChangeLostError(dev.device, problems[0]))
+    return lost
+
+
+def _roll_back_lost(journal: Journal, record: MigrationRecord, decision: RecoveryDecision,
+                    lost: Mapping[str, str], detail: Mapping[str, object], *,
+                    environ: Mapping[str, str] | None, ssh: SshPolicy,
+                    timeouts: Timeouts | None) -> tuple[list[str], list[str]]:
+    """The migration cannot be completed (``lost`` devices rolled back by themselves): journal that,
+    then undo every other device that took a commit (cancel what is pending, compensate what is
+    confirmed). Returns action and error lines."""
+    actions, errors = [], []
+    for device, why in sorted(lost.items()):  # first, so an interrupted run goes on rolling back
+        journal.record(record.migration_id, device, Step.CONFIRM, ok=False, detail={**detail, "error": why})
+        journal.record(record.migration_id, device, Step.COMPENSATE, detail=detail)
+        journal.record(record.migration_id, device, Step.COMPENSATE_CONFIRM, ok=True, detail=detail)
+        actions.append(f"{device}: lost the change: {why}")
+    for dev in decision.devices:
+        if dev.device in lost or dev.persist_id is None:
+            continue
+        try:
+            result = _compensate(journal, record, dev.device, dev.persist_id, detail, environ=environ,
+                                 ssh=ssh, timeouts=timeouts)
+            actions.append(f"{dev.device}: roll back: {result}")
+        except (NetmigError, KeyError, ValueError) as exc:
+            errors.append(f"{dev.device}: roll back failed: {exc}")
+    return actions, errors
+
+
 def _recover_one(journal: Journal, record: MigrationRecord, environ: Mapping[str, str] | None,
                  ssh: SshPolicy | None, timeouts: Timeouts | None) -> RecoveryReport:
     actions: list[str] = []
@@ -191,7 +210,16 @@ def _recover_one(journal: Journal, record: MigrationRecord, environ: Mapping[str
         for warning in decision.warnings:
             actions.append(f"warning: {warning}")
         detail = {"stage": stage, "by": "recovery"} if stage != "apply" else {"by": "recovery"}
+        lost: dict[str, str] = {}
+        if stage == "apply" and complete:
+            try:
+                lost = _lost_before_confirm(record, decision, environ, policy, timeouts)
+            except (NetmigError, KeyError, ValueError) as exc:
+                errors.append(f"reading running before confirming failed: {exc}")
+                break
         for dev in decision.devices:
+            if lost:
+                break
             if dev.action is RecoveryAction.NOTHING:
                 actions.append(f"{dev.device}: nothing ({dev.reason})")
                 continue
@@ -209,12 +237,22 @@ def _recover_one(journal: Journal, record: MigrationRecord, environ: Mapping[str
                 journal.record(record.migration_id, dev.device, step, persist_id=dev.persist_id,
                                detail=detail)
                 endpoint = endpoint_from_plan(record.plan, dev.device, environ)
+                check = holding_check(record.plan, dev.device) if stage == "apply" else None
                 with DeviceSession(endpoint, ssh=policy, timeouts=timeouts) as session:
-                    result = _settle(session, dev.action, dev.persist_id)
+                    result = _settle(session, dev.action, dev.persist_id, check)
                 journal.record(record.migration_id, dev.device, step, ok=True, detail=detail)
                 actions.append(f"{dev.device}: {dev.action.value}: {result}")
+            except ChangeLostError as exc:  # its timer expired between our read and our confirm
+                lost[dev.device] = str(exc)
             except (NetmigError, KeyError, ValueError) as exc:
                 errors.append(f"{dev.device}: {dev.action.value} failed: {exc}")
+        if lost:  # cannot be completed: roll everything back, the migration fails
+            complete = False
+            done, failed = _roll_back_lost(journal, record, decision, lost, detail, environ=environ,
+                                           ssh=policy, timeouts=timeouts)
+            actions.extend(done)
+            errors.extend(failed)
+            break
     if errors:
         return RecoveryReport(record.migration_id, record.vm_id, "", tuple(actions), tuple(errors))
     outcome = "success" if complete else "rolled-back"
@@ -237,6 +275,9 @@ def _compensate(journal: Journal, record: MigrationRecord, device: str, persist_
     plan = record.plan
     undo_ids = [s.persist_id for s in record.steps if s.device == device and s.persist_id
                 and s.step is Step.COMPENSATE_COMMIT]
+    if device not in _mapping(plan.get("destinations"), "destinations"):
+        return _cancel_only(journal, record, device, [p for p in (persist_id, *undo_ids) if p], detail,
+                            environ=environ, ssh=ssh, timeouts=timeouts)
     entry = _mapping(_mapping(plan.get("destinations"), "destinations").get(device), f"destinations/{device}")
     codec = get_codec(str(_mapping(_mapping(plan.get("devices"), "devices").get(device), device)["codec"]))
     ctx = context_from_plan(entry)
@@ -247,15 +288,38 @@ def _compensate(journal: Journal, record: MigrationRecord, device: str, persist_
         for pid in [p for p in (persist_id, *undo_ids) if p]:
             journal.record(record.migration_id, device, Step.CANCEL, persist_id=pid, detail=detail)
             said.append(_settle(session, RecoveryAction.CANCEL, pid))
+        absent = _absent(codec, sent, ctx)
+        if _static(sent) and not absent(session.get_config("running", codec.config_filter(ctx))):
+            journal.record(record.migration_id, device, Step.COMPENSATE, detail=detail)
+            journal.record(record.migration_id, device, Step.COMPENSATE_CONFIRM, ok=True, detail=detail)
+            return "; ".join([*said, "running holds none of the change: nothing to undo"])
         undo_text = entry.get("undo")
         undo = (xmlkit.parse(undo_text) if isinstance(undo_text, str)
                 else codec.encode_removal(sent, ctx, current=session.get_config("running")))
     journal.record(record.migration_id, device, Step.COMPENSATE, detail=detail)
-    change = DeviceChange(endpoint, undo, _absent(codec, sent, ctx), verify_filter=codec.config_filter(ctx))
+    change = DeviceChange(endpoint, undo, absent, verify_filter=codec.config_filter(ctx))
     NetworkTransaction([change], ssh=ssh, timeouts=timeouts,
                        session_factory=patient_sessions(ssh, timeouts or Timeouts())).run()
     journal.record(record.migration_id, device, Step.COMPENSATE_CONFIRM, ok=True, detail=detail)
     return "; ".join([*said, "undo applied and confirmed"])
+
+
+def _cancel_only(journal: Journal, record: MigrationRecord, device: str, persist_ids: list[str],
+                 detail: Mapping[str, object], *, environ: Mapping[str, str] | None, ssh: SshPolicy,
+                 timeouts: Timeouts | None) -> str:
+    """Compensate a device the plan journals no undo for (a DI-only receiver of the middle/distributed
+    modes): cancelling its pending commit undoes it; a confirmed one cannot be undone by recovery."""
+    said = []
+    endpoint = endpoint_from_plan(record.plan, device, environ)
+    with DeviceSession(endpoint, ssh=ssh, timeouts=timeouts) as session:
+        for pid in persist_ids:
+            journal.record(record.migration_id, device, Step.CANCEL, persist_id=pid, detail=detail)
+            said.append(_settle(session, RecoveryAction.CANCEL, pid))
+    if "cancelled" not in said:
+        raise InputError(f"{device}: nothing of the migration was pending and the journal holds no undo for "
+                         "what it took; undo it by hand")
+    journal.record(record.migration_id, device, Step.CANCEL, ok=True, detail=detail)
+    return "; ".join(said)
 
 
 def _touches(record: MigrationRecord) -> set[str]:
@@ -299,6 +363,11 @@ class RollbackResult:
     vm_id: str
     devices: tuple[DeviceOutcome, ...]
     restored_sources: tuple[str, ...]
+
+
+def _static(bundle: VmBundle) -> bool:
+    """Whether ``bundle`` holds any static (configured, not learned) entry."""
+    return any(bundle.entries(kind) for kind in bundle.kinds() if not kind.is_dynamic)
 
 
 def _absent(codec: DeviceCodec, sent: VmBundle, ctx: VmContext) -> Callable[[Element], list[str]]:
