@@ -316,11 +316,44 @@ class _Settler:
             return
         except NetmigError as exc:
             notes.append(f"cancel-commit failed: {exc}")
+            if self.recorder is not None:
+                self.recorder.result(name, JStep.CANCEL, ok=False, stage="apply", error=str(exc))
+        # nothing pending (lost in a reboot, or expired) or the device unreachable: read running, again until
+        # the confirmed commit's own timeout has reverted it (the static change tells; DI-only cannot)
+        deadline = time.monotonic() + self.options.commit.confirm_timeout_s + 2
+        while not (unchanged := self._unchanged(change, live)) and self._checkable(change) \
+                and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if unchanged:
+            notes.append("nothing is pending and running does not hold the static change, which the "
+                         "migration's confirmed commits (static and imports) share")
+            self.phases[name] = DevicePhase.ROLLED_BACK
+            return
         if can_compensate(change):  # nothing pending: whatever running holds of ours goes
             self._compensate(name)
             if self.phases[name] is DevicePhase.COMPENSATED:
                 return
         self.phases[name] = DevicePhase.ROLLBACK_FAILED
+
+    @staticmethod
+    def _checkable(change: DeviceChange) -> bool:
+        return change.verify_undone is not None and change.undo is not None and len(change.undo) > 0
+
+    def _unchanged(self, change: DeviceChange, live: DeviceSession | None) -> bool:
+        """Whether running holds none of a static change (False when there is none to check)."""
+        if change.verify_undone is None or not self._checkable(change):
+            return False
+        try:
+            session = live if live is not None and live.is_open else self.factory(change.endpoint)
+            try:
+                session.open()
+                return not change.verify_undone(session.get_config("running", change.verify_filter))
+            finally:
+                if session is not live:
+                    session.close()
+        except NetmigError as exc:
+            log.info("%s: reading running after the failed cancel failed: %s", change.endpoint.name, exc)
+            return False
 
 
 def run_distributed(plan: MigrationPlan, topology: Topology, options: MigrationOptions, *, migration_id: str,
@@ -423,7 +456,9 @@ def run_distributed(plan: MigrationPlan, topology: Topology, options: MigrationO
         settler = _Settler(sessions, changes, migration_id, options, recorder=recorder, on_step=on_step,
                            factory=lambda ep: DeviceSession(ep, ssh=ssh, timeouts=options.timeouts))
         if failures:
-            settle_errors = _settle(sessions, staged, migration_id, confirm=False, recorder=recorder)
+            settler.give_back([], staged)
+            settle_errors = {n: "; ".join(settler.notes.get(n, ())) for n, p in settler.phases.items()
+                             if p is DevicePhase.ROLLBACK_FAILED}
             timings["cancel"] = (time.perf_counter() - started) * 1000
         else:
             settle_errors = settler.confirm(staged)

@@ -122,6 +122,9 @@ def test_fault_matrix_modes(references: dict[Mode, Reference], schema_cache: Any
     unchanged = [d for d in DESTINATIONS if after[d] == before[d]]
     assert len(complete) == len(DESTINATIONS) or len(unchanged) == len(DESTINATIONS), \
         f"half-applied: complete {complete}, unchanged {unchanged} ({outcome} {error})"
+    # every device back or every device migrated, and netmig says which: a compensated failure is a
+    # clean rollback (MigrationRolledBackError), never RollbackIncompleteError
+    assert outcome == "SUCCESS" or clean, f"neither SUCCESS nor a clean rollback: {error}"
     if outcome == "SUCCESS":
         assert len(complete) == len(DESTINATIONS), f"SUCCESS but only {complete} hold the migration"
     elif clean:
