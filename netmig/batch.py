@@ -22,6 +22,7 @@ import logging
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from pathlib import Path
 import yaml
 from lxml import etree
 
+from netmig.bulkread import BulkDevice
 from netmig.errors import InputError, NetmigError, TransactionError
 from netmig.feedback import Outcome
 from netmig.modes.centralized import PreparedMigration
@@ -38,6 +40,7 @@ from netmig.options import MigrationOptions, Mode
 from netmig.sessionpool import SessionPool, SnapshotCache
 from netmig.topology import load_topology, resolve
 from netmig.topology.model import Topology
+from netmig.topology.resolve import MigrationPlan
 from netmig.transaction import DeviceChange, NetworkTransaction
 from netmig.xmlkit import Element, element
 
@@ -243,8 +246,12 @@ def _claims(prepared: PreparedMigration) -> set[tuple[str, str]]:
 def migrate_many(items: Iterable[BatchItem], *, topology: Topology | str | Path,
                  options: MigrationOptions | None = None, environ: Mapping[str, str] | None = None,
                  workers: int = 4, group_size: int = 1000, device_parallelism: int = 16,
-                 on_vm: Callable[[VmResult], None] | None = None) -> BatchResult:
-    """Migrate many VMs with group commits per destination device; never raises for one VM's failure."""
+                 on_vm: Callable[[VmResult], None] | None = None, bulk: bool = True) -> BatchResult:
+    """Migrate many VMs with group commits per destination device; never raises for one VM's failure.
+
+    ``bulk``: devices many of the batch's VMs touch are read once for all of them (netmig.bulkread);
+    False: every VM reads its own part of every device (as a single migration does).
+    """
     opts = options if options is not None else MigrationOptions()
     if opts.mode is not Mode.CENTRALIZED or opts.dry_run or opts.cleanup_source:
         raise InputError("a batch runs in the centralized mode, without --dry-run or --cleanup-source")
@@ -273,19 +280,30 @@ def migrate_many(items: Iterable[BatchItem], *, topology: Topology | str | Path,
                 pools.append(pool)
         return pool
 
-    def prepare_one(item: BatchItem) -> PreparedMigration | None:
+    def plan_one(item: BatchItem) -> MigrationPlan | None:
         try:
-            plan = resolve(topo, item.vm, item.source, item.destination)
-            return prepare_centralized(plan, topo, opts, environ=environ, pool=pool_of_thread())
+            return resolve(topo, item.vm, item.source, item.destination)
         except NetmigError as exc:
             report(VmResult(item.vm, Outcome.FAIL, f"{type(exc).__name__}: {exc}"))
+            return None
+
+    def prepare_one(plan: MigrationPlan) -> PreparedMigration | None:
+        try:
+            return prepare_centralized(plan, topo, opts, environ=environ, pool=pool_of_thread(),
+                                       bulk=shared)
+        except NetmigError as exc:
+            report(VmResult(plan.vm_id, Outcome.FAIL, f"{type(exc).__name__}: {exc}"))
             return None
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
     try:
+        plans = [p for p in map(plan_one, todo) if p is not None]
+        shared = bulk_devices(plans, topo) if bulk else {}
         with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="netmig-batch") as ex:
-            prepared = [p for p in ex.map(prepare_one, todo) if p is not None]
+            prepared = [p for p in ex.map(prepare_one, plans) if p is not None]
+        log.info("batch: %d VMs prepared, %d devices read in bulk (%d reads)", len(prepared), len(shared),
+                 sum(b.reads for b in shared.values()))
         timings["prepare"] = (time.perf_counter() - started) * 1000
         # intra-batch conflicts: the first VM (in batch order) to claim a destination port keeps it
         taken: dict[tuple[str, str], str] = {}
@@ -313,6 +331,27 @@ def migrate_many(items: Iterable[BatchItem], *, topology: Topology | str | Path,
     timings["total"] = (time.perf_counter() - started) * 1000
     ordered = tuple(results[i.vm] for i in todo if i.vm in results)
     return BatchResult(ordered, timings, opened)
+
+
+BULK_MIN_VMS = 4     # bulk-read a device the batch touches with at least this many VMs ...
+BULK_MIN_SHARE = 0.25  # ... making at least this share of the device's hosts (its site's, off a leaf)
+
+
+def bulk_devices(plans: Sequence[MigrationPlan], topology: Topology) -> dict[str, BulkDevice]:
+    """The devices worth reading once for the whole batch, chosen by count: many of the batch's VMs
+    touch the device and they are a good share of what it serves (else the VMs' own filtered reads
+    cost less than reading the device's containers whole)."""
+    touching = Counter(name for p in plans
+                       for name in {d.name for d in (*p.source_devices, *p.destination_devices)})
+    on_bridge = Counter(h.bridge for h in topology.hosts.values())
+    at_site = Counter(h.site for h in topology.hosts.values())
+    chosen = {}
+    for name, count in touching.items():
+        device = topology.devices.get(name)
+        served = on_bridge[name] or (at_site[device.site] if device is not None else 0)
+        if count >= BULK_MIN_VMS and count >= BULK_MIN_SHARE * served:
+            chosen[name] = BulkDevice(name)
+    return chosen
 
 
 def _commit_group(number: int, members: list[PreparedMigration], opts: MigrationOptions, ssh: object,

@@ -28,7 +28,7 @@ from netmig.feedback import DeviceOutcome, MigrationResult, Outcome
 from netmig.model import PolicyKind, VmBundle
 from netmig.netconf.session import DeviceSession
 from netmig.options import MigrationOptions
-from netmig.pull import SourceDevice, pull_sources
+from netmig.pull import ReadSession, SourceDevice, pull_sources
 from netmig.settings import SshPolicy, Timeouts
 from netmig.topology.model import Topology
 from netmig.topology.resolve import MigrationPlan
@@ -36,6 +36,7 @@ from netmig.transaction import DeviceChange, NetworkTransaction, PlannedChange, 
 from netmig.translate import TranslationRules, translate
 
 if TYPE_CHECKING:
+    from netmig.bulkread import BulkDevice
     from netmig.journal_hook import MigrationRecorder
     from netmig.sessionpool import SessionPool
 
@@ -147,7 +148,7 @@ def _undo_of(codec: DeviceCodec, send: VmBundle, before: Element, ctx: VmContext
     return replace(send, dynamic=replace(send.dynamic, **kept)) if kept else send
 
 
-def _pull(plan: MigrationPlan, handles: Mapping[str, DeviceHandle], sessions: Mapping[str, DeviceSession],
+def _pull(plan: MigrationPlan, handles: Mapping[str, DeviceHandle], sessions: Mapping[str, ReadSession],
           *, now: datetime, ttl_s: int, on_step: StepHook | None) -> tuple[VmContext, Mapping[str, VmBundle]]:
     hint = plan.vm
     ctx = VmContext(plan.vm_id, plan.source.port, macs=hint.macs if hint else (),
@@ -174,13 +175,15 @@ def _str_step(on_step: StepHook | None) -> Callable[[str, str], None] | None:
 
 
 def _check_one(name: str, handle: DeviceHandle, session: DeviceSession, bundle: VmBundle, ctx: VmContext,
-               options: MigrationOptions, pool: SessionPool | None = None
+               options: MigrationOptions, pool: SessionPool | None = None, reader: ReadSession | None = None
                ) -> tuple[CheckResult, VmBundle, Element]:
     """Pre-flight checks of one destination; also returns what it already holds for the VM (decoded, and
     its running config as read with the codec's ``config_filter``).
 
-    With a snapshot pool (a batch) the yang-library and the inventory are read once per device.
+    With a snapshot pool (a batch) the yang-library and the inventory are read once per device; with a
+    ``reader`` (a batch's bulk reads) the VM's filtered reads are answered by it.
     """
+    reads: ReadSession = reader if reader is not None else session
     codec = handle.codec
     if pool is not None:
         caps = pool.cached(handle.endpoint, "yang-library", lambda s: s.load_yang_library())
@@ -188,8 +191,8 @@ def _check_one(name: str, handle: DeviceHandle, session: DeviceSession, bundle: 
                                 lambda s: codec.inventory(s.get_config("running")))
     else:
         caps = session.load_yang_library()
-    existing_cfg = session.get_config("running", codec.config_filter(ctx))
-    existing_state = session.get(codec.state_filter(ctx))
+    existing_cfg = reads.get_config("running", codec.config_filter(ctx))
+    existing_state = reads.get(codec.state_filter(ctx))
     try:
         existing = codec.decode(existing_cfg, existing_state, ctx)
     except BundleError as exc:  # the destination port or an address already belongs to another VM
@@ -212,12 +215,23 @@ def _sessions(handles: list[DeviceHandle], *, ssh: SshPolicy, timeouts: Timeouts
     return nullcontext({h.name: pool.get(h.endpoint) for h in handles})
 
 
+def _readers(sessions: Mapping[str, DeviceSession], bulk: Mapping[str, BulkDevice] | None
+             ) -> dict[str, ReadSession]:
+    """Each device's session, or for a device of ``bulk`` a reader answering from the batch's snapshot."""
+    from netmig.bulkread import BulkReader
+    bulk = bulk or {}
+    return {n: BulkReader(bulk[n], s) if n in bulk else s for n, s in sessions.items()}
+
+
 def prepare(plan: MigrationPlan, topology: Topology, options: MigrationOptions, *,
             environ: Mapping[str, str] | None = None, on_step: StepHook | None = None,
-            pool: SessionPool | None = None, kinds: frozenset[PolicyKind] | None = None) -> PreparedMigration:
+            pool: SessionPool | None = None, kinds: frozenset[PolicyKind] | None = None,
+            bulk: Mapping[str, BulkDevice] | None = None) -> PreparedMigration:
     """Pull, translate, check and encode: everything short of changing a device.
 
     With a ``pool`` (netmig.sessionpool) the sessions are reused and stay open for the next phase.
+    With ``bulk`` (a batch: netmig.bulkread) the VM's filtered reads of those devices are answered from
+    one read per device shared by the batch.
     ``kinds`` limits what moves this way (the middle and distributed modes move DI by other means and
     prepare only the static policies here).
     """
@@ -228,7 +242,8 @@ def prepare(plan: MigrationPlan, topology: Topology, options: MigrationOptions, 
     started = time.perf_counter()
     with _sessions([handles[d.name] for d in plan.source_devices], ssh=ssh, timeouts=options.timeouts,
                    pool=pool) as sessions:
-        ctx, pulled = _pull(plan, handles, sessions, now=now, ttl_s=options.seed_ttl_s, on_step=on_step)
+        ctx, pulled = _pull(plan, handles, _readers(sessions, bulk), now=now, ttl_s=options.seed_ttl_s,
+                            on_step=on_step)
     if kinds is not None:
         pulled = {name: bundle.only(kinds) for name, bundle in pulled.items()}
     timings["pull"] = (time.perf_counter() - started) * 1000
@@ -247,8 +262,9 @@ def prepare(plan: MigrationPlan, topology: Topology, options: MigrationOptions, 
                                    default_ttl_s=options.seed_ttl_s)
     with _sessions([handles[n] for n in routed], ssh=ssh, timeouts=options.timeouts, pool=pool) as sessions, \
             ThreadPoolExecutor(max_workers=max(1, min(16, len(routed)))) as workers:
-        futures = {n: workers.submit(_check_one, n, handles[n], sessions[n], b, contexts[n], options, pool)
-                   for n, b in routed.items()}
+        readers = _readers(sessions, bulk)
+        futures = {n: workers.submit(_check_one, n, handles[n], sessions[n], b, contexts[n], options, pool,
+                                     readers[n]) for n, b in routed.items()}
         checked = {n: f.result() for n, f in futures.items()}
     checks = {n: c for n, (c, _, _) in checked.items()}
     existing = {n: e for n, (_, e, _) in checked.items()}
