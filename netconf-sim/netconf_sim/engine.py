@@ -9,6 +9,7 @@ nothing changed since the last successful validation) and makes it running.
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 import os
 import tempfile
@@ -18,6 +19,7 @@ from pathlib import Path
 from lxml import etree
 
 from .editconfig import apply_edit
+from .listindex import ListIndex
 from .rpcerror import SimRpcError
 from .schema import Schema
 from .subtree import apply_subtree_filter
@@ -37,12 +39,17 @@ class DeviceEngine:
     """Datastores of one device; all methods synchronous, raising SimRpcError."""
 
     def __init__(self, name: str, schema: Schema, state_dir: Path | None,
-                 operational: Callable[[Element], None] | None = None,
+                 operational: Callable[..., None] | None = None,
                  initial_config: Element | None = None) -> None:
         self.name = name
         self.schema = schema
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.operational = operational
+        # a hook taking (data, filter) renders only what a subtree filter may select, in subtrees of its
+        # own (running has no node of them), so a subtree-filtered get needs no copy of running
+        self._operational_filters = operational is not None and _takes_filter(operational)
+        # per datastore: the tree a filter index was built on and the index (dropped on every change)
+        self._indexes: dict[str, tuple[Element, ListIndex]] = {}
         self.capabilities: list[str] = schema.module_capabilities()
         self._callbacks: list[Callable[[Element], None]] = []
         if self.state_dir is not None:
@@ -106,12 +113,27 @@ class DeviceEngine:
             return self._startup
         raise SimRpcError.invalid_parameter(f"unknown datastore {source!r}")
 
-    def _filtered(self, data: Element, filter: Element | None, *, owned: bool) -> Element:
+    def _index(self, store: str) -> ListIndex:
+        """The subtree-filter index of a datastore's current tree (a new one after any change)."""
+        tree = self._store(store)
+        cached = self._indexes.get(store)
+        if cached is not None and cached[0] is tree:
+            return cached[1]
+        index = ListIndex()
+        self._indexes[store] = (tree, index)
+        return index
+
+    def _changed(self, store: str) -> None:
+        """A datastore's tree is about to change in place: its filter index is stale."""
+        self._indexes.pop(store, None)
+
+    def _filtered(self, data: Element, filter: Element | None, *, owned: bool,
+                  index: ListIndex | None = None) -> Element:
         if filter is None:
             return data if owned else copy.deepcopy(data)
         ftype = filter.get("type", "subtree")
         if ftype == "subtree":
-            return apply_subtree_filter(data, filter, self.schema)
+            return apply_subtree_filter(data, filter, self.schema, index)
         if ftype == "xpath":
             select = filter.get("select")
             if select is None:
@@ -123,10 +145,14 @@ class DeviceEngine:
     # -- reading --------------------------------------------------------------------------------
     def get_config(self, source: str, filter: Element | None = None) -> Element:
         """A ``<data>`` copy of ``source``, filtered when ``filter`` (a ``<filter>`` element) is given."""
-        return self._filtered(self._store(source), filter, owned=False)
+        index = self._index(source) if filter is not None else None
+        return self._filtered(self._store(source), filter, owned=False, index=index)
 
     def get(self, filter: Element | None = None) -> Element:
         """Running plus the operational hook's config-false data and the YANG library, filtered."""
+        if (filter is not None and filter.get("type", "subtree") == "subtree"
+                and (self.operational is None or self._operational_filters)):
+            return self._get_subtree(filter)
         data = copy.deepcopy(self._running)
         if self.operational is not None:
             self.operational(data)
@@ -134,6 +160,21 @@ class DeviceEngine:
             data.append(self.schema.yang_library())
             data.append(self.schema.modules_state())
         return self._filtered(data, filter, owned=True)
+
+    def _get_subtree(self, filter: Element) -> Element:
+        """A subtree-filtered ``<get>`` in time proportional to the answer: filter running (indexed, no
+        copy), add the operational data the filter may select (all of it for a hook that cannot narrow)
+        and the YANG library if asked, then filter that small tree again. The second pass gives what
+        filtering the whole tree would: the first kept every running node the filter's matches rely on,
+        and a filter-aware hook puts its config-false data in subtrees of its own (creating their
+        containers when missing); a hook taking only the tree gets the whole of running instead."""
+        data = apply_subtree_filter(self._running, filter, self.schema, self._index("running"))
+        if self.operational is not None:
+            self.operational(data, filter)
+        if _mentions(filter, YANGLIB_NS):
+            data.append(self.schema.yang_library())
+            data.append(self.schema.modules_state())
+        return apply_subtree_filter(data, filter, self.schema)
 
     # -- writing --------------------------------------------------------------------------------
     def edit_config(self, target: str, config: Element, *, default_operation: str = "merge",
@@ -144,6 +185,7 @@ class DeviceEngine:
             raise SimRpcError.operation_not_supported(f"{target} is not writable; edit the candidate")
         if test_option not in ("test-then-set", "set", "test-only"):
             raise SimRpcError.invalid_parameter(f"bad test-option {test_option!r}")
+        self._changed("candidate")
         journal = apply_edit(self._candidate, config, self.schema, default_operation=default_operation,
                              error_option=error_option)
         if test_option != "set" and journal:
@@ -249,6 +291,7 @@ class DeviceEngine:
 
     def _sync_running(self, edits: list[tuple[Element, str, str]]) -> bool:
         """Replay the candidate's edits on running (cheap for small edits); False if that fails."""
+        self._changed("running")
         try:
             for config, default_operation, error_option in edits:
                 apply_edit(self._running, config, self.schema, default_operation=default_operation,
@@ -332,6 +375,16 @@ def _mentions(filter: Element, namespace: str) -> bool:
         if isinstance(el.tag, str) and etree.QName(el).namespace in (namespace, None, NC_NS):
             return True
     return False
+
+
+def _takes_filter(hook: Callable[..., None]) -> bool:
+    """Whether an operational hook accepts the request's filter as a second argument."""
+    try:
+        params = list(inspect.signature(hook).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
 
 
 def _nsmap_of(filter: Element) -> dict[str, str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -21,6 +21,7 @@ from netconf_sim.xml import Element
 __all__ = [
     "KIND_KEYS",
     "KIND_LIFETIME_S",
+    "OWNER",
     "LearnedEntry",
     "LearnedTables",
     "TableShape",
@@ -50,6 +51,11 @@ KIND_TIME: dict[str, str] = {
     "mac-entry": "age-s", "arp-entry": "expiry-s", "nd-entry": "expiry-s",
     "dhcp-binding": "lease-expiry-s", "nat-session": "expiry-s", "firewall-session": "expiry-s",
 }
+# the owning VM's pseudo field in the field index (no canonical field has this name)
+OWNER = "vm-id"
+Key = tuple[str, ...]
+# per kind, per field (canonical name or OWNER), per stripped value: the keys of the entries having it
+FieldIndex = dict[str, dict[str, dict[str, set[Key]]]]
 KIND_LIFETIME_S: dict[str, int] = {
     "mac-entry": 300, "arp-entry": 1200, "nd-entry": 1200, "dhcp-binding": 86400,
     "nat-session": 7200, "firewall-session": 3600,
@@ -92,7 +98,11 @@ class LearnedEntry:
 
 
 class LearnedTables:
-    """The learned tables of one device; thread-safe (tests mutate while the server renders)."""
+    """The learned tables of one device; thread-safe (tests mutate while the server renders).
+
+    Every field of every entry (and its owner) is indexed, learned and seeded apart, so a filtered read
+    renders only the entries it may select (:meth:`keys_where`, ``render(select=...)``).
+    """
 
     def __init__(self, kinds: Iterable[str], shapes: Mapping[str, TableShape], *,
                  clock: Callable[[], float] = time.monotonic,
@@ -104,6 +114,8 @@ class LearnedTables:
         self._lock = threading.Lock()
         self._learned: dict[str, dict[tuple[str, ...], LearnedEntry]] = {k: {} for k in self.kinds}
         self._seeded: dict[str, dict[tuple[str, ...], LearnedEntry]] = {k: {} for k in self.kinds}
+        self._learned_index: FieldIndex = {k: {} for k in self.kinds}
+        self._seeded_index: FieldIndex = {k: {} for k in self.kinds}
 
     def add(self, kind: str, *, vm_id: str | None = None, age_s: int = 0, lifetime_s: int | None = None,
             **fields: str | int) -> LearnedEntry:
@@ -119,7 +131,11 @@ class LearnedTables:
         entry = LearnedEntry(kind, values, vm_id, "learned", self._clock() - age_s,
                              lifetime_s or KIND_LIFETIME_S[kind])
         with self._lock:
+            old = self._learned[kind].get(entry.key)
+            if old is not None:
+                _unpost(self._learned_index, old)
             self._learned[kind][entry.key] = entry
+            _post(self._learned_index, entry)
         return entry
 
     def remove(self, kind: str, **keys: str | int) -> bool:
@@ -127,14 +143,23 @@ class LearnedTables:
         self._check_kind(kind)
         key = tuple(str(keys[k.replace("-", "_")]) for k in KIND_KEYS[kind])
         with self._lock:
-            return self._learned[kind].pop(key, None) is not None
+            old = self._learned[kind].pop(key, None)
+            if old is not None:
+                _unpost(self._learned_index, old)
+            return old is not None
 
     def clear(self, vm_id: str | None = None) -> None:
         """Forget all learned entries (of one VM if given); seeded ones stay."""
         with self._lock:
-            for table in self._learned.values():
-                for key in [k for k, e in table.items() if vm_id is None or e.vm_id == vm_id]:
-                    del table[key]
+            if vm_id is None:
+                for kind, table in self._learned.items():
+                    table.clear()
+                    self._learned_index[kind] = {}
+                return
+            for kind, table in self._learned.items():
+                owned = self._learned_index[kind].get(OWNER, {}).get(vm_id.strip(), set())
+                for key in [k for k in owned if table[k].vm_id == vm_id]:
+                    _unpost(self._learned_index, table.pop(key))
 
     def set_seeded(self, entries: Iterable[LearnedEntry]) -> None:
         """Replace the seeded entries (from the newly committed configuration)."""
@@ -143,8 +168,22 @@ class LearnedTables:
             if entry.kind in fresh:
                 entry.origin = "seeded"
                 fresh[entry.kind][entry.key] = entry
+        index: FieldIndex = {k: {} for k in self.kinds}
+        for table in fresh.values():
+            for entry in table.values():
+                _post(index, entry)
         with self._lock:
             self._seeded = fresh
+            self._seeded_index = index
+
+    def keys_where(self, kind: str, field: str, value: str) -> set[Key]:
+        """Keys of the learned or seeded entries of ``kind`` whose ``field`` (canonical name, or
+        :data:`OWNER`) has ``value`` (compared stripped); a superset of the merged table's matches."""
+        self._check_kind(kind)
+        want = value.strip()
+        with self._lock:
+            return (self._learned_index[kind].get(field, {}).get(want, set())
+                    | self._seeded_index[kind].get(field, {}).get(want, set()))
 
     def entries(self, kind: str, *, include_expired: bool = False) -> list[LearnedEntry]:
         """The merged table of one kind: learned entries plus live seeded entries not learned too."""
@@ -158,6 +197,22 @@ class LearnedTables:
                     merged[key] = entry
         return [merged[k] for k in sorted(merged)]
 
+    def entries_at(self, kind: str, keys: Collection[Key]) -> list[LearnedEntry]:
+        """The merged table's entries at ``keys`` (those it has), in key order, like :meth:`entries`."""
+        self._check_kind(kind)
+        now = self._wallclock()
+        out: list[LearnedEntry] = []
+        with self._lock:
+            learned, seeded = self._learned[kind], self._seeded[kind]
+            for key in sorted(keys):
+                entry = learned.get(key)
+                if entry is None:
+                    entry = seeded.get(key)
+                    if entry is None or (entry.expires_at is not None and entry.expires_at <= now):
+                        continue
+                out.append(entry)
+        return out
+
     def time_value(self, entry: LearnedEntry, shape: TableShape) -> int:
         """The entry's age (counting up) or remaining time (counting down) in whole seconds."""
         if entry.origin == "seeded" and entry.expires_at is not None:
@@ -166,13 +221,16 @@ class LearnedTables:
         age = int(self._clock() - entry.learned_at) % max(1, entry.lifetime_s)
         return entry.lifetime_s - age if shape.counts_down else age
 
-    def render(self, parent: Element, namespace: str) -> None:
-        """Append one native list entry per merged entry of every kind under ``parent``."""
+    def render(self, parent: Element, namespace: str,
+               select: Mapping[str, Collection[Key] | None] | None = None) -> None:
+        """Append one native list entry per merged entry of every kind under ``parent``; with
+        ``select``, only the kinds it names and of those the entries at its keys (None: all of them)."""
         for kind in self.kinds:
             shape = self.shapes.get(kind)
-            if shape is None:
+            if shape is None or (select is not None and kind not in select):
                 continue
-            for entry in self.entries(kind):
+            keys = select.get(kind) if select is not None else None
+            for entry in self.entries(kind) if keys is None else self.entries_at(kind, keys):
                 item = etree.SubElement(parent, f"{{{namespace}}}{shape.list_name}")
                 for name in KIND_KEYS[kind] + KIND_FIELDS[kind]:
                     if name in entry.fields:
@@ -188,6 +246,31 @@ class LearnedTables:
     def _check_kind(self, kind: str) -> None:
         if kind not in self.kinds:
             raise KeyError(f"this device does not learn {kind!r} (it learns {', '.join(self.kinds)})")
+
+
+def _post(index: FieldIndex, entry: LearnedEntry) -> None:
+    fields = index[entry.kind]
+    key = entry.key
+    for name, value in entry.fields.items():
+        fields.setdefault(name, {}).setdefault(value.strip(), set()).add(key)
+    if entry.vm_id is not None:
+        fields.setdefault(OWNER, {}).setdefault(entry.vm_id.strip(), set()).add(key)
+
+
+def _unpost(index: FieldIndex, entry: LearnedEntry) -> None:
+    fields = index[entry.kind]
+    key = entry.key
+    pairs = [*entry.fields.items(), *([(OWNER, entry.vm_id)] if entry.vm_id is not None else [])]
+    for name, value in pairs:
+        values = fields.get(name)
+        if values is None:
+            continue
+        text = value.strip()
+        keys = values.get(text)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del values[text]
 
 
 def parse_seeded(container: Element | None, namespace: str, shapes: Mapping[str, TableShape],

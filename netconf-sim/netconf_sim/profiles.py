@@ -15,6 +15,7 @@ from lxml import etree
 
 from netconf_sim.fabricfile import VmSeed
 from netconf_sim.learned import LearnedTables, TableShape, parse_seeded
+from netconf_sim.learnedselect import learned_selection
 from netconf_sim.xml import Element, data_root
 
 __all__ = [
@@ -107,14 +108,16 @@ class Profile:
                 etree.SubElement(item, f"{{{ACME_NS}}}name").text = port
         return data
 
-    def operational_hook(self, tables: LearnedTables) -> Callable[[Element], None]:
-        """The engine's operational hook: append this device's learned tables to a ``<data>`` tree."""
+    def operational_hook(self, tables: LearnedTables) -> Callable[[Element, Element | None], None]:
+        """The engine's operational hook: append this device's learned tables to a ``<data>`` tree (with
+        a subtree ``<filter>``, only the entries it may select)."""
         top, sub = ("dynamic-info", "learned") if self.flavour == "ietf" else ("acme-fabric", "tables")
         ns = self.namespace
 
-        def hook(data: Element) -> None:
+        def hook(data: Element, filter: Element | None = None) -> None:
             holder = etree.Element(f"{{{ns}}}{sub}")
-            tables.render(holder, ns)
+            select = None if filter is None else learned_selection(filter, ns, (top, sub), tables)
+            tables.render(holder, ns, select)
             if len(holder) == 0:
                 return
             parent = data.find(f"{{{ns}}}{top}")

@@ -3,15 +3,22 @@
 The filter marks data nodes to keep (with their ancestors) and whole subtrees to copy; the output is
 a fresh ``<data>`` tree holding only those. A filter element with no namespace (or the base namespace)
 matches any namespace; attributes on a filter element must be present with equal values on the data.
+
+Containment nodes whose children include a content-match node (``<acl><name>in</name></acl>``) find
+their candidate entries through a :class:`ListIndex` (entries by the text of that leaf) instead of
+walking the whole list; the usual matching then runs on those candidates only, so the result is the
+same as a scan's. Pass the owner's cached index for a tree that outlives the request.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+from collections.abc import Iterable
 
 from lxml import etree
 
+from .listindex import ListIndex
 from .schema import Schema, SNode
 from .xml import NC_NS, Element, data_root
 
@@ -20,16 +27,20 @@ __all__ = ["apply_subtree_filter"]
 _NC_PREFIX = f"{{{NC_NS}}}"
 
 
-def apply_subtree_filter(data: Element, filter: Element, schema: Schema | None = None) -> Element:
+def apply_subtree_filter(data: Element, filter: Element, schema: Schema | None = None,
+                         index: ListIndex | None = None, *, scan: bool = False) -> Element:
     """Select from ``data`` (a ``<data>`` root) what the children of ``filter`` ask for.
 
-    With ``schema``, list entries that are output partially also carry their key leaves.
+    With ``schema``, list entries that are output partially also carry their key leaves. ``index``
+    must belong to ``data`` as it is now (None: a fresh one for this call); ``scan`` walks every list
+    instead (the reference behaviour, for tests).
     """
     keep: set[Element] = set()
     full: set[Element] = set()
-    fchildren = [f for f in filter if isinstance(f.tag, str)]
+    fchildren = _elements(filter)
     if fchildren:
-        _apply(data, fchildren, keep, full, schema.root if schema else None)
+        lookup = None if scan else (index if index is not None else ListIndex())
+        _apply(data, fchildren, keep, full, schema.root if schema else None, lookup)
     out = data_root()
     _build(data, out, keep, full)
     return out
@@ -41,6 +52,15 @@ def _local(tag: str) -> tuple[str | None, str]:
         ns, _, name = tag[1:].partition("}")
         return ns, name
     return None, tag
+
+
+def _elements(f: Element) -> list[Element]:
+    return [c for c in f if isinstance(c.tag, str)]
+
+
+def _any_namespace(f: Element) -> bool:
+    ns = _local(str(f.tag))[0]
+    return ns is None or ns == NC_NS
 
 
 def _name_matches(f: Element, d: Element) -> bool:
@@ -65,66 +85,126 @@ def _attrs_match(f: Element, d: Element) -> bool:
 
 
 def _is_content_match(f: Element) -> bool:
-    return len(f) == 0 and bool((f.text or "").strip())
+    return bool((f.text or "").strip()) and not _elements(f)
 
 
 def _is_selection(f: Element) -> bool:
-    return len(f) == 0 and not (f.text or "").strip()
+    return not (f.text or "").strip() and not _elements(f)
 
 
 def _child_snode(snode: SNode | None, d: Element) -> SNode | None:
     return snode.children.get(str(d.tag)) if snode is not None else None
 
 
+def _named(d: Element, f: Element) -> Iterable[Element]:
+    """Children of ``d`` whose name ``f`` matches (C-level tag filtering, no per-child Python test)."""
+    return d.iterchildren(f"{{*}}{_local(str(f.tag))[1]}" if _any_namespace(f) else str(f.tag))
+
+
 def _apply(d: Element, fchildren: list[Element], keep: set[Element], full: set[Element],
-           snode: SNode | None) -> bool:
+           snode: SNode | None, index: ListIndex | None) -> bool:
     """Mark what ``fchildren`` (one sibling set) selects below ``d``; False when it selects nothing."""
     content = [f for f in fchildren if _is_content_match(f)]
     for f in content:
         want = (f.text or "").strip()
-        if not any(_name_matches(f, c) and _attrs_match(f, c) and (c.text or "").strip() == want
-                   for c in d if isinstance(c.tag, str)):
+        if not any((c.text or "").strip() == want and _attrs_match(f, c) for c in _named(d, f)):
             return False
     if content and len(content) == len(fchildren):
         full.update(c for c in d if isinstance(c.tag, str))
         return True
     selected = bool(content)
-    by_name: dict[str, list[Element]] = {}  # filter siblings by local name: data x filter stays linear
+    by_name: dict[str, list[Element]] = {}  # filter siblings by local name: each data child meets its own
     for f in fchildren:
         by_name.setdefault(_local(str(f.tag))[1], []).append(f)
-    for c in d:
-        if not isinstance(c.tag, str):
-            continue
-        candidates = by_name.get(_local(str(c.tag))[1])
-        if not candidates:
-            continue
-        matching = [f for f in candidates if _name_matches(f, c) and _attrs_match(f, c)]
-        if not matching:
-            continue
-        if any(_is_selection(f) for f in matching):
-            full.add(c)
-            selected = True
-            continue
-        ctext = (c.text or "").strip()
-        if any(_is_content_match(f) and (f.text or "").strip() == ctext for f in matching):
-            full.add(c)
-            selected = True
-            continue
-        csnode = _child_snode(snode, c)
-        for f in matching:
-            if len(f) and _apply(c, list(f), keep, full, csnode):
-                keep.add(c)
+    for name, group in by_name.items():
+        for c in _candidates(d, name, group, snode, index):
+            if _visit(c, group, keep, full, _child_snode(snode, c), index):
                 selected = True
-        if c in keep and csnode is not None and csnode.keys:
-            full.update(k for k in c if k.tag in csnode.keys)
+    return selected
+
+
+def _candidates(d: Element, name: str, group: list[Element], snode: SNode | None,
+                index: ListIndex | None) -> Iterable[Element]:
+    """The children of ``d`` named ``name`` that ``group`` (filters of that local name) may select: all
+    of them, or with an index and only containment filters holding content-match nodes, the entries
+    whose probe leaf (a key leaf if the schema says which) has the wanted text."""
+    if index is None:
+        return d.iterchildren(f"{{*}}{name}")
+    probes: list[Element] = []
+    for f in group:
+        matches = [c for c in _elements(f) if _is_content_match(c)]
+        if not matches:
+            return d.iterchildren(f"{{*}}{name}")
+        probes.append(_probe(matches, snode.children.get(str(f.tag)) if snode is not None else None))
+    if len(probes) == 1:
+        probe = probes[0]
+        return index.lookup(d, name, _local(str(probe.tag))[1], (probe.text or "").strip())
+    found: dict[Element, None] = {}
+    for probe in probes:
+        found.update(dict.fromkeys(index.lookup(d, name, _local(str(probe.tag))[1],
+                                                (probe.text or "").strip())))
+    return found
+
+
+def _probe(matches: list[Element], list_snode: SNode | None) -> Element:
+    """The content-match node to look entries up by: a key leaf when known (the most selective)."""
+    if list_snode is not None and list_snode.keys:
+        keys = {_local(k)[1] for k in list_snode.keys}
+        for m in matches:
+            if _local(str(m.tag))[1] in keys:
+                return m
+    return matches[0]
+
+
+def _visit(c: Element, group: list[Element], keep: set[Element], full: set[Element],
+           csnode: SNode | None, index: ListIndex | None) -> bool:
+    """Apply the filters of ``group`` that match data child ``c``; True when ``c`` is selected."""
+    matching = [f for f in group if _name_matches(f, c) and _attrs_match(f, c)]
+    if not matching:
+        return False
+    if any(_is_selection(f) for f in matching):
+        full.add(c)
+        return True
+    ctext = (c.text or "").strip()
+    if any(_is_content_match(f) and (f.text or "").strip() == ctext for f in matching):
+        full.add(c)
+        return True
+    selected = False
+    for f in matching:
+        fchildren = _elements(f)
+        if fchildren and _apply(c, fchildren, keep, full, csnode, index):
+            keep.add(c)
+            selected = True
+    if selected and csnode is not None and csnode.keys:
+        full.update(k for k in c if k.tag in csnode.keys)
     return selected
 
 
 def _build(src: Element, dst: Element, keep: set[Element], full: set[Element]) -> None:
-    for c in src:
+    """Copy the marked nodes below ``src`` into ``dst`` in document order, visiting only marked nodes
+    (and their parents' children when many are marked), so output costs what it holds."""
+    marked: dict[Element, list[Element]] = {}
+    for node in (*full, *keep):
+        parent = node.getparent()
+        if parent is not None:
+            marked.setdefault(parent, []).append(node)
+    _copy_marked(src, dst, marked, keep, full)
+
+
+def _copy_marked(src: Element, dst: Element, marked: dict[Element, list[Element]], keep: set[Element],
+                 full: set[Element]) -> None:
+    kids = marked.get(src)
+    if not kids:
+        return
+    if len(kids) > 8:
+        wanted = set(kids)
+        ordered = [c for c in src if c in wanted]
+    else:
+        ordered = sorted(set(kids), key=src.index)
+    for c in ordered:
         if c in full:
             dst.append(copy.deepcopy(c))
-        elif c in keep:
+        else:
             new = etree.SubElement(dst, c.tag, attrib=dict(c.attrib), nsmap=c.nsmap)
             new.text = c.text
-            _build(c, new, keep, full)
+            _copy_marked(c, new, marked, keep, full)

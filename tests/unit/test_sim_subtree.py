@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lxml import etree
+from netconf_sim.listindex import ListIndex
 from netconf_sim.schema import Schema
 from netconf_sim.subtree import apply_subtree_filter
 from netconf_sim.xml import NC_NS, parse
@@ -125,3 +128,168 @@ def test_schema_adds_list_keys_to_partial_entries() -> None:
 @pytest.mark.parametrize("body", ["<top xmlns='urn:x'/>", "<nothing/>"])
 def test_unmatched_top_level(body: str) -> None:
     assert len(run(body)) == 0
+
+
+# -- the indexed path gives what the scanning path gives ------------------------------------------------
+
+NS_A, NS_B = "urn:t:a", "urn:t:b"
+_TEXTS = ["x", "y", " x ", "", "z1"]
+
+
+def _canon(out: etree._Element) -> bytes:
+    return etree.tostring(out, method="c14n")
+
+
+def _same(data: etree._Element, flt: etree._Element, schema: Schema | None = None,
+          index: ListIndex | None = None) -> etree._Element:
+    """Filter both ways and assert equal output; return it."""
+    indexed = apply_subtree_filter(data, flt, schema, index)
+    scanned = apply_subtree_filter(data, flt, schema, scan=True)
+    assert _canon(indexed) == _canon(scanned), (etree.tostring(flt), etree.tostring(data))
+    return indexed
+
+
+@st.composite
+def _data_entries(draw: st.DrawFn, ns: str, depth: int) -> etree._Element:
+    entry = etree.Element(f"{{{ns}}}{draw(st.sampled_from(['item', 'item', 'other']))}")
+    if draw(st.booleans()):
+        entry.set("k", draw(st.sampled_from(["1", "2"])))
+    for leaf in draw(st.lists(st.sampled_from(["name", "size", "tag", "tag"]), max_size=4)):
+        leaf_ns = draw(st.sampled_from([ns, ns, NS_B]))
+        el = etree.SubElement(entry, f"{{{leaf_ns}}}{leaf}")
+        el.text = draw(st.sampled_from(_TEXTS))
+        if draw(st.integers(0, 9)) == 0:
+            el.set("k", "1")
+    if depth and draw(st.booleans()):
+        entry.append(draw(_data_list(ns, depth - 1)))
+    return entry
+
+
+@st.composite
+def _data_list(draw: st.DrawFn, ns: str, depth: int) -> etree._Element:
+    holder = etree.Element(f"{{{ns}}}list{depth}")
+    for entry in draw(st.lists(_data_entries(ns, depth), max_size=12)):
+        holder.append(entry)
+    return holder
+
+
+@st.composite
+def _data(draw: st.DrawFn) -> etree._Element:
+    root = etree.Element(f"{{{NC_NS}}}data")
+    for ns in draw(st.lists(st.sampled_from([NS_A, NS_B]), min_size=1, max_size=2, unique=True)):
+        top = etree.SubElement(root, f"{{{ns}}}top")
+        top.append(draw(_data_list(ns, 1)))
+        if draw(st.booleans()):
+            etree.SubElement(top, f"{{{ns}}}flag").text = draw(st.sampled_from(_TEXTS))
+    return root
+
+
+def _fname(draw: st.DrawFn, name: str) -> str:
+    ns = draw(st.sampled_from([None, NS_A, NS_B, NC_NS]))
+    return name if ns is None else f"{{{ns}}}{name}"
+
+
+@st.composite
+def _filter_entry(draw: st.DrawFn, depth: int) -> etree._Element:
+    node = etree.Element(_fname(draw, draw(st.sampled_from(["item", "item", "other"]))))
+    if draw(st.integers(0, 5)) == 0:
+        node.set("k", draw(st.sampled_from(["1", "2"])))
+    kind = draw(st.sampled_from(["containment", "containment", "containment", "selection"]))
+    if kind == "selection":
+        return node
+    for leaf in draw(st.lists(st.sampled_from(["name", "size", "tag"]), min_size=1, max_size=3)):
+        el = etree.SubElement(node, _fname(draw, leaf))
+        el.text = draw(st.sampled_from([*_TEXTS, "x", "y"]))  # blank: a selection node
+        if draw(st.integers(0, 9)) == 0:
+            el.set("k", "1")
+    if depth and draw(st.booleans()):
+        node.append(draw(_filter_list(depth - 1)))
+    return node
+
+
+@st.composite
+def _filter_list(draw: st.DrawFn, depth: int) -> etree._Element:
+    holder = etree.Element(_fname(draw, f"list{depth}"))
+    for entry in draw(st.lists(_filter_entry(depth), min_size=0, max_size=4)):
+        holder.append(entry)
+    return holder
+
+
+@st.composite
+def _filters(draw: st.DrawFn) -> etree._Element:
+    flt = etree.Element(f"{{{NC_NS}}}filter", type="subtree")
+    for _ in range(draw(st.integers(1, 2))):
+        top = etree.SubElement(flt, _fname(draw, "top"))
+        top.append(draw(_filter_list(1)))
+        if draw(st.integers(0, 3)) == 0:
+            etree.SubElement(top, _fname(draw, "flag")).text = draw(st.sampled_from(_TEXTS))
+    return flt
+
+
+@settings(max_examples=300, deadline=None)
+@given(_data(), st.lists(_filters(), min_size=1, max_size=3))
+def test_indexed_filtering_equals_scanning(data: etree._Element, filters: list[etree._Element]) -> None:
+    shared = ListIndex()  # one index reused over several filters, as the engine does per datastore
+    for flt in filters:
+        _same(data, flt)
+        _same(data, flt, index=shared)
+
+
+def _fw_schema() -> Schema:
+    from netconf_sim.profiles import PROFILES
+
+    fw = PROFILES["ietf-fw"]
+    return Schema.load(list(fw.modules), dict(fw.features))
+
+
+NMD = "urn:netmig:yang:netmig-device"
+FW_DATA = f"""<data xmlns="{NC_NS}"><dynamic-info xmlns="{NMD}"><seeded>
+  <nat-session><protocol>tcp</protocol><internal-address>10.0.0.1</internal-address>
+    <internal-port>1</internal-port><external-address>100.64.0.1</external-address><vm-id>vm-a</vm-id>
+  </nat-session>
+  <nat-session><protocol>tcp</protocol><internal-address>10.0.0.1</internal-address>
+    <internal-port>2</internal-port><vm-id>vm-a</vm-id></nat-session>
+  <nat-session><protocol>udp</protocol><internal-address>10.0.0.2</internal-address>
+    <internal-port>1</internal-port><vm-id>vm-b</vm-id></nat-session>
+  <nat-session><protocol>udp</protocol><internal-address>10.0.0.3</internal-address>
+    <vm-id>vm-c</vm-id></nat-session>
+</seeded></dynamic-info></data>"""
+
+
+@pytest.mark.parametrize("body, expect", [
+    # several key leaves, all given; some given; one given with a selection; a key missing in the data
+    ("<nat-session><protocol>tcp</protocol><internal-address>10.0.0.1</internal-address>"
+     "<internal-port>2</internal-port></nat-session>", [("tcp", "2")]),
+    ("<nat-session><internal-address>10.0.0.1</internal-address></nat-session>",
+     [("tcp", "1"), ("tcp", "2")]),
+    ("<nat-session><internal-port>1</internal-port><vm-id/></nat-session>", [("tcp", "1"), ("udp", "1")]),
+    ("<nat-session><internal-address>10.0.0.3</internal-address><external-address/></nat-session>",
+     [("udp", None)]),
+    # two selections of one list, one by a non-key leaf; content match + selection mix
+    ("<nat-session><vm-id>vm-b</vm-id></nat-session><nat-session><internal-port>2</internal-port>"
+     "</nat-session>", [("tcp", "2"), ("udp", "1")]),
+    ("<nat-session><vm-id>vm-a</vm-id><external-address/></nat-session>", [("tcp", "1"), ("tcp", "2")]),
+    ("<nat-session><vm-id>nobody</vm-id></nat-session>", []),
+])
+def test_keyed_lookups_on_multi_key_lists(body: str, expect: list[tuple[str, str | None]]) -> None:
+    schema = _fw_schema()
+    data = parse(FW_DATA)
+    flt = parse(f'<filter xmlns="{NC_NS}" type="subtree"><dynamic-info xmlns="{NMD}"><seeded>{body}'
+                f"</seeded></dynamic-info></filter>")
+    out = _same(data, flt, schema)
+    sessions = out.findall(f".//{{{NMD}}}nat-session")
+    got = [(s.findtext(f"{{{NMD}}}protocol"), s.findtext(f"{{{NMD}}}internal-port")) for s in sessions]
+    assert got == expect
+    for session in sessions:  # partial entries carry all their key leaves
+        assert session.find(f"{{{NMD}}}internal-address") is not None
+
+
+def test_index_lookup_finds_entries_in_any_namespace_once() -> None:
+    data = parse(f'<data xmlns="{NC_NS}"><top xmlns="{NS_A}"><item><name>x</name><name>x</name></item>'
+                 f'<b:item xmlns:b="{NS_B}"><name> x </name></b:item><item><name>y</name></item>'
+                 f"</top></data>")
+    top = data[0]
+    index = ListIndex()
+    assert [e.getparent() is top for e in index.lookup(top, "item", "name", "x")] == [True, True]
+    assert index.lookup(top, "item", "name", "nope") == []
+    assert len(index) == 1
