@@ -297,7 +297,8 @@ def _compensate(journal: Journal, record: MigrationRecord, device: str, persist_
         undo = (xmlkit.parse(undo_text) if isinstance(undo_text, str)
                 else codec.encode_removal(sent, ctx, current=session.get_config("running")))
     journal.record(record.migration_id, device, Step.COMPENSATE, detail=detail)
-    change = DeviceChange(endpoint, undo, absent, verify_filter=codec.config_filter(ctx))
+    change = DeviceChange(endpoint, undo, absent, verify_filter=codec.config_filter(ctx),
+                          extra_ops=_withdraw_ops(record))  # the modes' DI: withdraw-di
     NetworkTransaction([change], ssh=ssh, timeouts=timeouts,
                        session_factory=patient_sessions(ssh, timeouts or Timeouts())).run()
     journal.record(record.migration_id, device, Step.COMPENSATE_CONFIRM, ok=True, detail=detail)
@@ -315,11 +316,29 @@ def _cancel_only(journal: Journal, record: MigrationRecord, device: str, persist
         for pid in persist_ids:
             journal.record(record.migration_id, device, Step.CANCEL, persist_id=pid, detail=detail)
             said.append(_settle(session, RecoveryAction.CANCEL, pid))
+    withdraw = _withdraw_ops(record)
+    if "cancelled" not in said and withdraw:  # confirmed (or expired) DI: the device withdraws its imports
+        journal.record(record.migration_id, device, Step.COMPENSATE, detail=detail)
+        NetworkTransaction([DeviceChange(endpoint, xmlkit.element(xmlkit.NC_NS, "config"), lambda _r: [],
+                                         extra_ops=withdraw)], ssh=ssh, timeouts=timeouts,
+                           session_factory=patient_sessions(ssh, timeouts or Timeouts())).run()
+        journal.record(record.migration_id, device, Step.COMPENSATE_CONFIRM, ok=True, detail=detail)
+        return "; ".join([*said, "withdraw-di confirmed"])
     if "cancelled" not in said:
         raise InputError(f"{device}: nothing of the migration was pending and the journal holds no undo for "
                          "what it took; undo it by hand")
     journal.record(record.migration_id, device, Step.CANCEL, ok=True, detail=detail)
     return "; ".join(said)
+
+
+def _withdraw_ops(record: MigrationRecord) -> tuple[xmlkit.Element, ...]:
+    """``withdraw-di`` for a migration of the middle/d-push/d-pull modes (devices imported its DI; the
+    device removes what those imports created, nothing when there is none), else nothing."""
+    if record.mode not in ("middle", "d-push", "d-pull"):
+        return ()
+    from netmig.modes.middle import withdraw_op
+
+    return (withdraw_op(record.migration_id, record.vm_id),)
 
 
 def _touches(record: MigrationRecord) -> set[str]:
