@@ -20,7 +20,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from netmig import xmlkit
 from netmig.codecs.base import DeviceCodec, Element, VmContext
@@ -50,7 +50,7 @@ from netmig.recovery_plan import (
 from netmig.recovery_plan import (
     plan_mapping as _mapping,
 )
-from netmig.recovery_rules import RecoveryAction, RecoveryDecision, recovery_decision
+from netmig.recovery_rules import RecoveryAction, RecoveryDecision, decisions, stage_of
 from netmig.settings import CommitPolicy, SshPolicy, Timeouts
 from netmig.transaction import DeviceChange, NetworkTransaction, StepHook
 
@@ -82,26 +82,6 @@ class RecoveryReport:
     @property
     def ok(self) -> bool:
         return not self.errors and self.skipped is None
-
-
-def _stage_of(detail: Mapping[str, object] | None) -> str:
-    stage = detail.get("stage") if detail else None
-    return stage if isinstance(stage, str) else "apply"
-
-
-def decisions(record: MigrationRecord) -> list[tuple[str, RecoveryDecision]]:
-    """One recovery decision per transaction of the migration (apply, then cleanup-source if it began)."""
-    roles = record.plan.get("devices")
-    cleanup = {name for name, entry in roles.items() if isinstance(entry, Mapping)
-               and entry.get("role") == CLEANUP_STAGE} if isinstance(roles, Mapping) else set()
-    out = []
-    for stage in ("apply", CLEANUP_STAGE):
-        steps = tuple(s for s in record.steps if _stage_of(s.detail) == stage)
-        wanted = cleanup if stage == CLEANUP_STAGE else set(record.devices) - cleanup
-        devices = tuple(d for d in record.devices if d in wanted)
-        if devices and (steps or stage == "apply"):
-            out.append((stage, recovery_decision(replace(record, devices=devices, steps=steps))))
-    return out
 
 
 def _gone(exc: RpcError, action: RecoveryAction) -> bool:
@@ -422,7 +402,7 @@ def _check_rollback_allowed(journal: Journal, record: MigrationRecord) -> None:
 
 def _cleaned_sources(record: MigrationRecord) -> list[str]:
     """Source devices whose cleanup-source commit was confirmed (by the migration or by recovery)."""
-    return sorted({s.device for s in record.steps if _stage_of(s.detail) == CLEANUP_STAGE
+    return sorted({s.device for s in record.steps if stage_of(s.detail) == CLEANUP_STAGE
                    and s.step is Step.CONFIRM and s.ok is True})
 
 

@@ -1,19 +1,23 @@
 """Recovery rules: from a journaled migration record to the action recovery takes on each device.
 
 Pure functions, no I/O: :func:`recovery_decision` reads the steps :mod:`netmig.journal` recorded
-(write-ahead) and decides, per device, to confirm, cancel, discard, compensate or do nothing.
+(write-ahead) and decides, per device, to confirm, cancel, discard, compensate or do nothing;
+:func:`decisions` splits a migration into its transactions (apply, cleanup-source) first.
 :mod:`netmig.recovery` carries the decision out over NETCONF.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from netmig.journal import MigrationRecord, Step, StepRecord
 
-__all__ = ["DeviceRecovery", "RecoveryAction", "RecoveryDecision", "recovery_decision"]
+__all__ = ["DeviceRecovery", "RecoveryAction", "RecoveryDecision", "decisions", "recovery_decision",
+           "stage_of"]
+
+CLEANUP_STAGE = "cleanup-source"  # netmig.journal_hook.CLEANUP_STAGE: the source-cleanup transaction
 
 
 class RecoveryAction(StrEnum):
@@ -150,3 +154,34 @@ def recovery_decision(record: MigrationRecord) -> RecoveryDecision:
         decisions.append(decision)
         warnings.extend(notes)
     return RecoveryDecision(record.migration_id, complete, tuple(decisions), tuple(warnings))
+
+
+def stage_of(detail: Mapping[str, object] | None) -> str:
+    """The transaction a journaled step belongs to: "apply", or "cleanup-source" (in its detail)."""
+    stage = detail.get("stage") if detail else None
+    return stage if isinstance(stage, str) else "apply"
+
+
+_BYSTANDER_ROLES = frozenset({"source", "reporter", "bridge"})
+_OBSERVED = frozenset({Step.EXPORT, Step.ASSOCIATE, Step.TRANSFER, Step.FEEDBACK})  # notes; change nothing
+
+
+def decisions(record: MigrationRecord) -> list[tuple[str, RecoveryDecision]]:
+    """One recovery decision per transaction of the migration (apply, then cleanup-source if it began).
+
+    Devices the middle and distributed modes only read from or talk to (an exporting source, a reporter,
+    the associate's bridge) are left out when they took no transaction step."""
+    roles = record.plan.get("devices")
+    role = {name: entry.get("role") for name, entry in roles.items()
+            if isinstance(entry, Mapping)} if isinstance(roles, Mapping) else {}
+    cleanup = {name for name, r in role.items() if r == CLEANUP_STAGE}
+    changed = {s.device for s in record.steps if s.step not in _OBSERVED}
+    bystanders = {name for name, r in role.items() if r in _BYSTANDER_ROLES and name not in changed}
+    out = []
+    for stage in ("apply", CLEANUP_STAGE):
+        steps = tuple(s for s in record.steps if stage_of(s.detail) == stage)
+        wanted = cleanup if stage == CLEANUP_STAGE else set(record.devices) - cleanup - bystanders
+        devices = tuple(d for d in record.devices if d in wanted)
+        if devices and (steps or stage == "apply"):
+            out.append((stage, recovery_decision(replace(record, devices=devices, steps=steps))))
+    return out
