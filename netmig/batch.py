@@ -304,6 +304,7 @@ def migrate_many(items: Iterable[BatchItem], *, topology: Topology | str | Path,
             prepared = [p for p in ex.map(prepare_one, plans) if p is not None]
         log.info("batch: %d VMs prepared, %d devices read in bulk (%d reads)", len(prepared), len(shared),
                  sum(b.reads for b in shared.values()))
+        shared.clear()  # the snapshots: not needed past the preparation
         timings["prepare"] = (time.perf_counter() - started) * 1000
         # intra-batch conflicts: the first VM (in batch order) to claim a destination port keeps it
         taken: dict[tuple[str, str], str] = {}

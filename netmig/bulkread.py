@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 
 from netmig.codecs.base import Element
-from netmig.codecs.subtree import LocalData, data_of, empty_data, filter_prefix, prefix_filter, single_filter
+from netmig.codecs.subtree import LocalData, data_of, empty_data, filter_prefix, prefix_filter
 from netmig.pull import ReadSession
 
 __all__ = ["BulkDevice", "BulkReader"]
@@ -40,7 +40,7 @@ class BulkDevice:
             if missing:
                 self._fetch(op, missing, session)
             for f, path in zip(tops, paths, strict=True):
-                for part in self._data[(op, path)].select(single_filter(f)):
+                for part in self._data[(op, path)].select([f]):
                     out.append(part)
         return out
 

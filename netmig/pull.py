@@ -74,7 +74,11 @@ def pull_sources(bridge: SourceDevice, others: list[SourceDevice], ctx: VmContex
     first = pull_device(bridge, ctx)
     wide = context_from(first, ctx)
     bundles: dict[str, VmBundle] = {bridge.name: first}
-    if others:
+    if others and workers <= 1:  # sequential (a batch's thread; its reads are mostly local)
+        for other in others:
+            notify(other.name, "pull")
+            bundles[other.name] = pull_device(other, wide)
+    elif others:
         for other in others:
             notify(other.name, "pull")
         with ThreadPoolExecutor(max_workers=min(workers, len(others))) as pool:

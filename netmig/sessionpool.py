@@ -119,8 +119,10 @@ class SessionPool:
 
     def open_all(self, endpoints: Iterable[DeviceEndpoint], *, workers: int = 16) -> None:
         """Open sessions to many devices in parallel; raises the first failure."""
-        todo = list(endpoints)
-        if not todo:
+        with self._guard:
+            todo = [ep for ep in endpoints
+                    if (s := self._sessions.get(ep.name)) is None or not s.is_open]
+        if not todo:  # all open already (a batch's every VM after the first): no threads
             return
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo)))) as pool:
             futures = [pool.submit(self.get, ep) for ep in todo]

@@ -17,7 +17,7 @@ from lxml import etree
 from netmig import xmlkit
 from netmig.codecs.base import Element
 
-__all__ = ["LocalData", "data_of", "empty_data", "filter_prefix", "prefix_filter", "single_filter"]
+__all__ = ["LocalData", "data_of", "empty_data", "filter_prefix", "prefix_filter"]
 
 _NC_PREFIX = f"{{{xmlkit.NC_NS}}}"
 _Key = tuple[str, str]  # (tag, text) of a leaf
@@ -140,8 +140,9 @@ class LocalData:
             position = self._position[parent] = {c: n for n, c in enumerate(parent)}
         return sorted(kids, key=position.__getitem__)
 
-    def select(self, filter: Element | None) -> Element:
-        """A fresh ``<data>`` holding what the subtree ``filter`` selects (everything when None)."""
+    def select(self, filter: Element | Iterable[Element] | None) -> Element:
+        """A fresh ``<data>`` holding what the subtree ``filter`` (a ``<filter>``, or its top-level
+        nodes) selects (everything when None)."""
         if filter is None:
             return deepcopy(self.data)
         keep: set[Element] = set()
@@ -192,13 +193,6 @@ def prefix_filter(paths: Iterable[tuple[str, ...]]) -> Element:
         node = flt
         for tag in path:
             node = etree.SubElement(node, tag)
-    return flt
-
-
-def single_filter(node: Element) -> Element:
-    """``<filter>`` holding a copy of one top-level filter node."""
-    flt = xmlkit.element(xmlkit.NC_NS, "filter", attrib={"type": "subtree"}, nsmap={"nc": xmlkit.NC_NS})
-    flt.append(deepcopy(node))
     return flt
 
 

@@ -149,7 +149,8 @@ def _undo_of(codec: DeviceCodec, send: VmBundle, before: Element, ctx: VmContext
 
 
 def _pull(plan: MigrationPlan, handles: Mapping[str, DeviceHandle], sessions: Mapping[str, ReadSession],
-          *, now: datetime, ttl_s: int, on_step: StepHook | None) -> tuple[VmContext, Mapping[str, VmBundle]]:
+          *, now: datetime, ttl_s: int, on_step: StepHook | None, workers: int = 8
+          ) -> tuple[VmContext, Mapping[str, VmBundle]]:
     hint = plan.vm
     ctx = VmContext(plan.vm_id, plan.source.port, macs=hint.macs if hint else (),
                     ips=hint.ips if hint else (), tenant=hint.tenant if hint else None, now=now,
@@ -160,7 +161,7 @@ def _pull(plan: MigrationPlan, handles: Mapping[str, DeviceHandle], sessions: Ma
         return SourceDevice(name, handles[name].codec, sessions[name], port)
     others = [source(d.name, None) for d in plan.source_devices if d.name != bridge_name]
     return pull_sources(source(bridge_name, plan.source.port), others, ctx,
-                        on_step=_str_step(on_step))
+                        on_step=_str_step(on_step), workers=workers)
 
 
 def _str_step(on_step: StepHook | None) -> Callable[[str, str], None] | None:
@@ -243,7 +244,7 @@ def prepare(plan: MigrationPlan, topology: Topology, options: MigrationOptions, 
     with _sessions([handles[d.name] for d in plan.source_devices], ssh=ssh, timeouts=options.timeouts,
                    pool=pool) as sessions:
         ctx, pulled = _pull(plan, handles, _readers(sessions, bulk), now=now, ttl_s=options.seed_ttl_s,
-                            on_step=on_step)
+                            on_step=on_step, workers=1 if pool is not None else 8)
     if kinds is not None:
         pulled = {name: bundle.only(kinds) for name, bundle in pulled.items()}
     timings["pull"] = (time.perf_counter() - started) * 1000
@@ -260,12 +261,18 @@ def prepare(plan: MigrationPlan, topology: Topology, options: MigrationOptions, 
         contexts[name] = VmContext(plan.vm_id, port, macs=ctx.macs, ips=ctx.ips,
                                    tenant=bundle.identity.tenant or ctx.tenant, vlan=vlan, now=now,
                                    default_ttl_s=options.seed_ttl_s)
+    # a batch (pool) runs many VMs on its own threads, mostly from local snapshots: one thread per VM
+    parallel = 1 if pool is not None else max(1, min(16, len(routed)))
     with _sessions([handles[n] for n in routed], ssh=ssh, timeouts=options.timeouts, pool=pool) as sessions, \
-            ThreadPoolExecutor(max_workers=max(1, min(16, len(routed)))) as workers:
+            ThreadPoolExecutor(max_workers=parallel) if parallel > 1 else nullcontext() as workers:
         readers = _readers(sessions, bulk)
-        futures = {n: workers.submit(_check_one, n, handles[n], sessions[n], b, contexts[n], options, pool,
-                                     readers[n]) for n, b in routed.items()}
-        checked = {n: f.result() for n, f in futures.items()}
+        if workers is None:
+            checked = {n: _check_one(n, handles[n], sessions[n], b, contexts[n], options, pool, readers[n])
+                       for n, b in routed.items()}
+        else:
+            futures = {n: workers.submit(_check_one, n, handles[n], sessions[n], b, contexts[n], options,
+                                         pool, readers[n]) for n, b in routed.items()}
+            checked = {n: f.result() for n, f in futures.items()}
     checks = {n: c for n, (c, _, _) in checked.items()}
     existing = {n: e for n, (_, e, _) in checked.items()}
     existing_cfg = {n: cfg for n, (_, _, cfg) in checked.items()}
