@@ -293,3 +293,71 @@ def test_index_lookup_finds_entries_in_any_namespace_once() -> None:
     assert [e.getparent() is top for e in index.lookup(top, "item", "name", "x")] == [True, True]
     assert index.lookup(top, "item", "name", "nope") == []
     assert len(index) == 1
+
+
+# -- a datastore's cached index follows every change ------------------------------------------------------
+
+def _engine_cfg(body: str) -> etree._Element:
+    return parse(f'<config xmlns="{NC_NS}" xmlns:nc="{NC_NS}"><top xmlns="{ST}">{body}</top></config>')
+
+
+_ITEM_NAMES = ["a", "b", "c", "d"]
+_OPS = st.sampled_from(["merge", "delete", "resize", "commit", "discard", "copy", "test-only", "bad-edit",
+                        "snapshot", "restore"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(_OPS, st.sampled_from(_ITEM_NAMES), st.integers(1, 3)), max_size=25))
+def test_engine_reads_through_its_index_match_a_scan_after_every_change(
+        steps: list[tuple[str, str, int]]) -> None:
+    from netconf_sim.engine import DeviceEngine
+    from netconf_sim.rpcerror import SimRpcError
+
+    schema = Schema.load(["simtest"], {"simtest": ["colors"]}, search_path=[DATA_DIR])
+    eng = DeviceEngine("dev1", schema, None, initial_config=_engine_cfg(
+        "<item><name>a</name><size>1</size></item><item><name>b</name><size>2</size></item>"))
+    filters = [parse(f'<filter xmlns="{NC_NS}"><top xmlns="{ST}">{body}</top></filter>') for body in (
+        *(f"<item><name>{n}</name></item>" for n in _ITEM_NAMES),
+        *(f"<item><size>{s}</size><name/></item>" for s in (1, 2, 3)),
+        "<item><name>a</name></item><item><size>2</size></item>")]
+    snapshot = eng.snapshot_running()
+
+    def check() -> None:
+        for store in ("running", "candidate"):
+            whole = eng.get_config(store)
+            for flt in filters:
+                assert _canon(eng.get_config(store, flt)) == _canon(
+                    apply_subtree_filter(whole, flt, schema, scan=True)), (store, etree.tostring(flt))
+
+    for op, name, size in steps:
+        check()  # reads first, so the index exists when the change comes
+        try:
+            if op == "merge":
+                eng.edit_config("candidate", _engine_cfg(f"<item><name>{name}</name><size>{size}</size>"
+                                                         f"</item>"))
+            elif op == "delete":
+                eng.edit_config("candidate", _engine_cfg(
+                    f'<item nc:operation="remove"><name>{name}</name></item>'))
+            elif op == "resize":
+                eng.edit_config("candidate", _engine_cfg(f"<item><name>{name}</name><size>{size}</size>"
+                                                         f"</item>"), default_operation="replace")
+            elif op == "commit":
+                eng.commit()
+            elif op == "discard":
+                eng.discard_changes()
+            elif op == "copy":
+                eng.copy_config("candidate", "running")
+            elif op == "test-only":
+                eng.edit_config("candidate", _engine_cfg(f"<item><name>{name}</name><size>9</size></item>"),
+                                test_option="test-only")
+            elif op == "bad-edit":
+                eng.edit_config("candidate", _engine_cfg(
+                    f"<item><name>{name}</name><size>{size}</size></item><item><name>x</name><size>999</size>"
+                    f"</item>"), error_option="rollback-on-error")
+            elif op == "snapshot":
+                snapshot = eng.snapshot_running()
+            else:
+                eng.restore_running(snapshot)  # confirmed-commit rollback
+        except SimRpcError:
+            pass
+    check()
