@@ -115,7 +115,7 @@ class LearnedTables:
         self._learned: dict[str, dict[tuple[str, ...], LearnedEntry]] = {k: {} for k in self.kinds}
         self._seeded: dict[str, dict[tuple[str, ...], LearnedEntry]] = {k: {} for k in self.kinds}
         self._learned_index: FieldIndex = {k: {} for k in self.kinds}
-        self._seeded_index: FieldIndex = {k: {} for k in self.kinds}
+        self._seeded_index: FieldIndex | None = {k: {} for k in self.kinds}  # None: build on first use
 
     def add(self, kind: str, *, vm_id: str | None = None, age_s: int = 0, lifetime_s: int | None = None,
             **fields: str | int) -> LearnedEntry:
@@ -168,13 +168,9 @@ class LearnedTables:
             if entry.kind in fresh:
                 entry.origin = "seeded"
                 fresh[entry.kind][entry.key] = entry
-        index: FieldIndex = {k: {} for k in self.kinds}
-        for table in fresh.values():
-            for entry in table.values():
-                _post(index, entry)
         with self._lock:
             self._seeded = fresh
-            self._seeded_index = index
+            self._seeded_index = None  # every commit replaces the seeded entries: index them when read
 
     def keys_where(self, kind: str, field: str, value: str) -> set[Key]:
         """Keys of the learned or seeded entries of ``kind`` whose ``field`` (canonical name, or
@@ -182,6 +178,11 @@ class LearnedTables:
         self._check_kind(kind)
         want = value.strip()
         with self._lock:
+            if self._seeded_index is None:
+                self._seeded_index = {k: {} for k in self.kinds}
+                for table in self._seeded.values():
+                    for entry in table.values():
+                        _post(self._seeded_index, entry)
             return (self._learned_index[kind].get(field, {}).get(want, set())
                     | self._seeded_index[kind].get(field, {}).get(want, set()))
 
