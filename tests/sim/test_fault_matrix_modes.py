@@ -17,7 +17,11 @@ read-only preparation never sends; ``nth=1`` then hits the phase's first such rp
 - confirm: the confirming commit (only netmig sends one, with the persist-id in the distributed modes).
 
 Afterwards every device comes back up and pending confirmed commits expire (3 s); then sources are
-intact and the destinations hold the full migration everywhere or nothing anywhere.
+intact and the destinations hold the full migration everywhere or nothing anywhere, and netmig says
+which: SUCCESS, or MigrationRolledBackError. A confirming commit that fails for good after the other
+destinations confirmed (rpc-error or reboot at confirm) is retried from new sessions until the confirm
+timeout, then the confirmed destinations are compensated: static undo plus ``withdraw-di`` (the device
+removes the seeded DI its imports created), in a confirmed commit of their own.
 """
 
 from __future__ import annotations
