@@ -17,20 +17,19 @@ with ``commit confirmed`` under the persist-id both netmig and the devices deriv
 the devices' imports are follow-up confirmed commits with the same persist-id. When every announced device
 reported success, netmig verifies the static part and confirms each destination; otherwise it cancels the
 confirmed commit everywhere (the devices would roll back by themselves at the confirm timeout anyway).
+A confirming commit that fails for good after others confirmed makes :mod:`netmig.modes.settle` give
+every destination back: the confirmed ones are compensated (static undo + ``withdraw-di``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from netmig.change import SessionFactory, Step
-from netmig.compensation import Held, can_compensate, compensate, confirm_again
 from netmig.devicegate import holding
 from netmig.devices import DeviceHandle, handles_for, open_sessions, ssh_policy_for
 from netmig.errors import DeviceError, MigrationRolledBackError, NetmigError, RollbackIncompleteError
@@ -45,9 +44,9 @@ from netmig.modes.middle import (
     vm_port_of,
     withdraw_op,
 )
+from netmig.modes.settle import Settler, persist_id_for
 from netmig.netconf.session import DeviceSession
 from netmig.options import MigrationOptions
-from netmig.quirks import BusyRetry
 from netmig.topology.model import Topology
 from netmig.topology.resolve import MigrationPlan
 from netmig.transaction import DeviceChange, StepHook
@@ -59,11 +58,6 @@ if TYPE_CHECKING:
 __all__ = ["Report", "persist_id_for", "run_distributed"]
 
 log = logging.getLogger(__name__)
-
-
-def persist_id_for(migration_id: str, device: str) -> str:
-    """The persist-id of a migration's confirmed commits on ``device`` (netconf-sim derives the same)."""
-    return "nm-" + hashlib.sha256(f"{migration_id}/{device}".encode()).hexdigest()[:32]
 
 
 @dataclass(slots=True)
@@ -189,173 +183,6 @@ def _listen(session: DeviceSession, report: Report, migration_id: str, deadline:
                 return
 
 
-def _settle(sessions: Mapping[str, DeviceSession], names: Sequence[str], migration_id: str, *,
-            confirm: bool, recorder: MigrationRecorder | None = None,
-            retry: Callable[[str, NetmigError], None] | None = None) -> dict[str, str]:
-    """Confirm (or cancel) the pending confirmed commit on each device; errors by device.
-
-    A confirming commit that fails is handed to ``retry`` (which raises when it fails for good).
-    Journaled before (write-ahead, with the persist-id) and after (the result) each device's step."""
-    from netmig.journal import Step as JStep
-
-    errors: dict[str, str] = {}
-    kind = JStep.CONFIRM if confirm else JStep.CANCEL
-    if recorder is not None:  # every confirm is journaled before the first is sent (point of no return)
-        for name in names:
-            recorder.step(name, kind, persist_id=persist_id_for(migration_id, name), stage="apply")
-
-    def one(name: str) -> None:
-        persist = persist_id_for(migration_id, name)
-        try:
-            if confirm:
-                try:
-                    sessions[name].commit(persist_id=persist)
-                except NetmigError as exc:
-                    if retry is None:
-                        raise
-                    retry(name, exc)
-            else:
-                sessions[name].cancel_commit(persist)
-            if recorder is not None:
-                recorder.result(name, kind, ok=True, stage="apply")
-        except NetmigError as exc:
-            errors[name] = str(exc)
-            if recorder is not None:
-                recorder.result(name, kind, ok=False, stage="apply", error=str(exc))
-
-    with ThreadPoolExecutor(max_workers=max(1, min(16, len(names)))) as workers:
-        list(workers.map(one, names))
-    return errors
-
-
-@dataclass(slots=True)
-class _Settler:
-    """Confirms the staged destinations; when a confirming commit fails for good after others
-    confirmed, gives every destination back (as :meth:`NetworkTransaction._give_back` does)."""
-
-    sessions: Mapping[str, DeviceSession]
-    changes: Mapping[str, DeviceChange]
-    migration_id: str
-    options: MigrationOptions
-    factory: SessionFactory
-    recorder: MigrationRecorder | None
-    on_step: StepHook | None
-    notes: dict[str, list[str]] = field(default_factory=dict)
-    phases: dict[str, DevicePhase] = field(default_factory=dict)
-
-    def confirm(self, names: Sequence[str]) -> dict[str, str]:
-        """Confirm everywhere, a failed confirm retried from new sessions until the confirm timeout;
-        errors by device (the devices that failed for good)."""
-        deadline = time.monotonic() + self.options.commit.confirm_timeout_s
-
-        def retry(name: str, exc: NetmigError) -> None:
-            notes = self.notes.setdefault(name, [])
-            notes.append(f"confirming commit failed ({exc}); retrying from a new session")
-            confirm_again(self.changes[name], Held(self.sessions[name], False), self.factory,
-                          persist_id_for(self.migration_id, name), deadline, notes)
-
-        return _settle(self.sessions, names, self.migration_id, confirm=True, recorder=self.recorder,
-                       retry=retry)
-
-    def give_back(self, confirmed: Sequence[str], failed: Sequence[str]) -> None:
-        """Compensate the confirmed devices (first: the journal's first "compensate" marks the migration
-        as rolling back before any cancel), then cancel the failed ones' pending commits; a failed
-        device with nothing pending whose running may hold the change (or cannot tell: DI only) is
-        compensated too (removal is idempotent). Sets ``phases``."""
-        with ThreadPoolExecutor(max_workers=max(1, min(16, len(confirmed)))) as workers:
-            list(workers.map(self._compensate, confirmed))
-        with ThreadPoolExecutor(max_workers=max(1, min(16, len(failed)))) as workers:
-            list(workers.map(self._cancel, failed))
-
-    def _compensate(self, name: str) -> None:
-        from netmig.journal import Step as JStep
-
-        change, notes = self.changes[name], self.notes.setdefault(name, [])
-        undo_id = persist_id_for(f"{self.migration_id}/compensate", name)
-        held = Held(self.sessions[name], False)
-
-        def step(kind: Step, action: Callable[[], None]) -> None:
-            if self.recorder is not None:
-                self.recorder.step(name, JStep(kind.value), stage="apply",
-                                   persist_id=undo_id if kind is Step.COMPENSATE_COMMIT else None)
-            if self.on_step is not None:
-                self.on_step(name, kind)
-            action()
-
-        try:
-            done = compensate(change, held, factory=self.factory, persist_id=undo_id,
-                              policy=self.options.commit, busy=BusyRetry(self.options.timeouts.busy_wait_s),
-                              step=step, notes=notes, close_replaced=False)
-        finally:
-            if held.session is not self.sessions[name] and held.session is not None:
-                held.session.close()
-        if self.recorder is not None:
-            self.recorder.result(name, JStep.COMPENSATE_CONFIRM if done else JStep.COMPENSATE, ok=done,
-                                 stage="apply", error=None if done else notes[-1])
-        self.phases[name] = DevicePhase.COMPENSATED if done else DevicePhase.CONFIRMED
-
-    def _cancel(self, name: str) -> None:
-        from netmig.journal import Step as JStep
-
-        change, notes = self.changes[name], self.notes.setdefault(name, [])
-        persist = persist_id_for(self.migration_id, name)
-        live = Held(self.sessions[name], False).live()
-        try:
-            if self.recorder is not None:
-                self.recorder.step(name, JStep.CANCEL, persist_id=persist, stage="apply")
-            session = live if live is not None else self.factory(change.endpoint)
-            try:
-                session.open()
-                session.cancel_commit(persist)
-            finally:
-                if session is not live:
-                    session.close()
-            if self.recorder is not None:
-                self.recorder.result(name, JStep.CANCEL, ok=True, stage="apply")
-            self.phases[name] = DevicePhase.ROLLED_BACK
-            return
-        except NetmigError as exc:
-            notes.append(f"cancel-commit failed: {exc}")
-            if self.recorder is not None:
-                self.recorder.result(name, JStep.CANCEL, ok=False, stage="apply", error=str(exc))
-        # nothing pending (lost in a reboot, or expired) or the device unreachable: read running, again until
-        # the confirmed commit's own timeout has reverted it (the static change tells; DI-only cannot)
-        deadline = time.monotonic() + self.options.commit.confirm_timeout_s + 2
-        while not (unchanged := self._unchanged(change, live)) and self._checkable(change) \
-                and time.monotonic() < deadline:
-            time.sleep(0.5)
-        if unchanged:
-            notes.append("nothing is pending and running does not hold the static change, which the "
-                         "migration's confirmed commits (static and imports) share")
-            self.phases[name] = DevicePhase.ROLLED_BACK
-            return
-        if can_compensate(change):  # nothing pending: whatever running holds of ours goes
-            self._compensate(name)
-            if self.phases[name] is DevicePhase.COMPENSATED:
-                return
-        self.phases[name] = DevicePhase.ROLLBACK_FAILED
-
-    @staticmethod
-    def _checkable(change: DeviceChange) -> bool:
-        return change.verify_undone is not None and change.undo is not None and len(change.undo) > 0
-
-    def _unchanged(self, change: DeviceChange, live: DeviceSession | None) -> bool:
-        """Whether running holds none of a static change (False when there is none to check)."""
-        if change.verify_undone is None or not self._checkable(change):
-            return False
-        try:
-            session = live if live is not None and live.is_open else self.factory(change.endpoint)
-            try:
-                session.open()
-                return not change.verify_undone(session.get_config("running", change.verify_filter))
-            finally:
-                if session is not live:
-                    session.close()
-        except NetmigError as exc:
-            log.info("%s: reading running after the failed cancel failed: %s", change.endpoint.name, exc)
-            return False
-
-
 def run_distributed(plan: MigrationPlan, topology: Topology, options: MigrationOptions, *, migration_id: str,
                     push: bool, environ: Mapping[str, str] | None = None, on_step: StepHook | None = None,
                     deadline_s: float = 30.0, recorder: MigrationRecorder | None = None) -> MigrationResult:
@@ -453,7 +280,7 @@ def run_distributed(plan: MigrationPlan, topology: Topology, options: MigrationO
                                     error=failures.get(name))
             timings["verify"] = (time.perf_counter() - started) * 1000
         started = time.perf_counter()
-        settler = _Settler(sessions, changes, migration_id, options, recorder=recorder, on_step=on_step,
+        settler = Settler(sessions, changes, migration_id, options, recorder=recorder, on_step=on_step,
                            factory=lambda ep: DeviceSession(ep, ssh=ssh, timeouts=options.timeouts))
         if failures:
             settler.give_back([], staged)
