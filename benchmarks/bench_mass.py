@@ -12,7 +12,9 @@ VM after another) runs ``--baseline-sizes`` and stops once it has run ``--baseli
 measured on the VMs it finished).
 
 Each run is a fresh child process against a fresh fabric served by netconf-sim in its own process, so
-the coordinator's CPU (process_time) and peak memory (ru_maxrss of the child) are its own. Per-VM
+the coordinator's CPU (process_time) and peak memory are its own: ``peak MB`` is the child's peak RSS
+while it migrates (VmHWM, reset once the fabric is served; it includes ``setup MB``, what the child held
+before: the generated fabric and the loaded topology). Per-VM
 suspension: batch = the VM's group transaction (the VMs of a group resume together); singles = the VM's
 whole migrate() call; baseline = the whole script for that VM. ``growth`` is the wall time per VM
 relative to the same mode's smallest size (1.0 everywhere: linear; above 1: superlinear).
@@ -46,11 +48,33 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
+def _status_mb(field: str) -> float | None:
+    """A VmRSS/VmHWM figure of this process from /proc (Linux), in MB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak() -> bool:
+    """Restart the peak-RSS count (VmHWM) from the current RSS; False where /proc cannot."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
 def _one(size: int, mode: str, limit_s: float, group_size: int, workers: int = 16) -> dict[str, Any]:
     gen = fabricgen.generate(size, leaves=14, rules=3, nat=1, learned_fw=(0, 2))
     timings: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-mass-") as tmp, \
             fabricgen.served(gen, Path(tmp) / "sim") as (state, topo, environ):
+        setup_mb = _status_mb("VmRSS")  # the generated fabric and topology, held by the benchmark itself
+        reset = _reset_peak()
         cpu0, wall0 = time.process_time(), time.perf_counter()
         suspensions: list[float] = []
         done = failed = 0
@@ -106,9 +130,13 @@ def _one(size: int, mode: str, limit_s: float, group_size: int, workers: int = 1
                     break
         wall = time.perf_counter() - wall0
         cpu = time.process_time() - cpu0
+        peak = _status_mb("VmHWM") if reset else None
+    if peak is None:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"size": size, "mode": mode, "attempted": done + failed, "done": done, "failed": failed,
             "wall_s": wall, "cpu_s": cpu, "p50_ms": _pct(suspensions, 0.5), "p99_ms": _pct(suspensions, 0.99),
-            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "error": first_error,
+            "peak_mb": peak,
+            "setup_mb": setup_mb, "error": first_error,
             "timings_ms": timings}
 
 
@@ -138,14 +166,15 @@ def table(rows: list[dict[str, Any]], limit_s: float) -> str:
     for r in sorted(rows, key=lambda r: r["size"]):
         smallest.setdefault(r["mode"], r["wall_s"] / max(1, r["attempted"]))
     lines = [f"{'mode':<29}{'VMs':>6}{'ok':>6}{'fail':>5}{'total s':>9}{'VMs/s':>8}{'x base':>8}"
-             f"{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/VM':>10}{'peak MB':>9}{'growth':>8}"]
+             f"{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/VM':>10}{'peak MB':>9}{'setup MB':>9}{'growth':>8}"]
     for r in rows:
         rate = r["done"] / r["wall_s"] if r["wall_s"] else 0.0
         n = max(1, r["attempted"])
         growth = (r["wall_s"] / n) / smallest[r["mode"]]
         lines.append(f"{LABELS[r['mode']]:<29}{r['size']:>6}{r['done']:>6}{r['failed']:>5}{r['wall_s']:>9.1f}"
                      f"{rate:>8.2f}{rate / base_rate:>8.1f}{r['p50_ms']:>9.0f}{r['p99_ms']:>9.0f}"
-                     f"{1000 * r['cpu_s'] / n:>10.1f}{r['peak_mb']:>9.0f}{growth:>8.2f}")
+                     f"{1000 * r['cpu_s'] / n:>10.1f}{r['peak_mb']:>9.0f}{r.get('setup_mb') or 0:>9.0f}"
+                     f"{growth:>8.2f}")
         if r.get("timings_ms"):
             phases = r["timings_ms"].items()
             lines.append("    phases: " + ", ".join(f"{k} {v / 1000:.1f} s" for k, v in phases))
