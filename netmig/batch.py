@@ -238,6 +238,18 @@ def _copy(el: Element) -> Element:
     return deepcopy(el)
 
 
+def _no_problems(running: Element) -> list[str]:
+    return []
+
+
+def _slim(prepared: PreparedMigration) -> PreparedMigration:
+    """What the group commit needs of a prepared VM: its plan and its edits (the pulled and checked
+    bundles, single-VM verifiers and undo edits are dropped: a batch holds thousands of VMs at once)."""
+    changes = tuple(DeviceChange(c.endpoint, c.edit, _no_problems, None, c.modules, c.features)
+                    for c in prepared.changes)
+    return PreparedMigration(prepared.plan, {}, {}, changes, {}, prepared.timings_ms)
+
+
 def _claims(prepared: PreparedMigration) -> set[tuple[str, str]]:
     plan = prepared.plan
     return {(plan.destination.bridge.name, plan.destination.port)}
@@ -289,8 +301,8 @@ def migrate_many(items: Iterable[BatchItem], *, topology: Topology | str | Path,
 
     def prepare_one(plan: MigrationPlan) -> PreparedMigration | None:
         try:
-            return prepare_centralized(plan, topo, opts, environ=environ, pool=pool_of_thread(),
-                                       bulk=shared)
+            return _slim(prepare_centralized(plan, topo, opts, environ=environ, pool=pool_of_thread(),
+                                             bulk=shared))
         except NetmigError as exc:
             report(VmResult(plan.vm_id, Outcome.FAIL, f"{type(exc).__name__}: {exc}"))
             return None
