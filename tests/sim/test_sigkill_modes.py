@@ -1,4 +1,4 @@
-"""SIGKILL the coordinator of a middle, d-push or d-pull migration at a journaled step, for real, then recover.
+"""SIGKILL the coordinator of a middle, d-push or d-pull migration at a journaled step, then recover.
 
 The fabric (examples/two-site, a fresh copy per kill point) runs in this test process so it outlives the
 killed coordinator: a child ``python -c`` process migrates vm-web-01 in the chosen mode with the journal
@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 from lxml import etree
+from test_fault_matrix import two_site
 
 from netmig.journal import SqliteJournal, Step
 
@@ -120,10 +121,9 @@ RECOVER = "import sys\nfrom netmig.cli import main\nsys.exit(main(sys.argv[1:]))
 
 
 @contextmanager
-def lab(tmp_path: Path) -> Iterator[Any]:
-    from netmig.simlab import sim_lab
-
-    with sim_lab(EXAMPLE, state_dir=tmp_path / f"lab-{time.monotonic_ns()}") as running:
+def lab(tmp_path: Path, schemas: Any) -> Iterator[Any]:
+    """A fresh examples/two-site fabric on the session's schema cache, and the topology reaching it."""
+    with two_site(tmp_path / f"lab-{time.monotonic_ns()}", schemas) as running:
         yield running
 
 
@@ -166,7 +166,8 @@ def _env(running: Any, kill_at: str | None) -> dict[str, str]:
     return env
 
 
-def run_child(running: Any, tmp_path: Path, mode: str, kill_at: str | None) -> subprocess.CompletedProcess[str]:
+def run_child(running: Any, tmp_path: Path, mode: str,
+              kill_at: str | None) -> subprocess.CompletedProcess[str]:
     fabric = running.fabric
     args = [sys.executable, "-c", CHILD, str(EXAMPLE), str(fabric.devices_json), str(fabric.known_hosts),
             str(tmp_path / "journal.sqlite"), str(tmp_path / "store.sqlite"), mode, str(CONFIRM_TIMEOUT_S)]
@@ -186,12 +187,12 @@ _references: dict[str, dict[str, Any]] = {}
 
 
 @pytest.fixture
-def reference(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def reference(tmp_path_factory: pytest.TempPathFactory, schema_cache: Any) -> Any:
     """``reference(mode)``: a complete, unkilled journaled run's before/after state and journaled steps."""
     def get(mode: str) -> dict[str, Any]:
         if mode not in _references:
             tmp = tmp_path_factory.mktemp(f"reference-{mode}")
-            with lab(tmp) as running:
+            with lab(tmp, schema_cache) as running:
                 before = state(running)
                 done = run_child(running, tmp, mode, None)
                 assert done.returncode == 0, done.stderr[-3000:]
@@ -211,14 +212,15 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 @pytest.mark.parametrize(("mode", "kill_at"), CASES)
-def test_sigkill_then_netmig_recover(mode: str, kill_at: str, tmp_path: Path, reference: Any) -> None:
+def test_sigkill_then_netmig_recover(mode: str, kill_at: str, tmp_path: Path, reference: Any,
+                                     schema_cache: Any) -> None:
     ref = reference(mode)
     device, step, nth = kill_at.rsplit(":", 2)
     assert ref["counts"].get(f"{device}:{step}", 0) >= int(nth), f"the {mode} mode never journals {kill_at}"
-    assert all(ref["before"][s] == ref["after"][s] for s in SITE_A)  # the mode leaves the sources as they were
+    assert all(ref["before"][s] == ref["after"][s] for s in SITE_A)  # the mode leaves the sources alone
     assert all(ref["before"][d] != ref["after"][d] for d in ("b-leaf1", "b-fw1", "b-nat1"))
 
-    with lab(tmp_path) as running:
+    with lab(tmp_path, schema_cache) as running:
         assert state(running) == ref["before"]
         child = run_child(running, tmp_path, mode, kill_at)
         assert child.returncode == -signal.SIGKILL, (child.returncode, child.stderr[-3000:])
