@@ -93,9 +93,12 @@ def _one(size: int, mode: str, limit_s: float, group_size: int, workers: int = 1
             from netmig.api import migrate
             from netmig.model import PolicyKind
             from netmig.options import MigrationOptions, Mode
+            from netmig.settings import Timeouts
             from netmig.store import SqliteStore
 
-            options = MigrationOptions(mode=Mode(mode), allow_drop=frozenset({PolicyKind.ND_ENTRY}))
+            # as bench_modes.py --many: wait (up to 600 s) for devices the other migrations hold
+            options = MigrationOptions(mode=Mode(mode), allow_drop=frozenset({PolicyKind.ND_ENTRY}),
+                                       timeouts=Timeouts(busy_wait_s=600))
             store = SqliteStore(state / "store.sqlite")
 
             def single(vm: Any) -> tuple[float, str | None]:
