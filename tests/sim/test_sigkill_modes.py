@@ -9,6 +9,9 @@ config and learned tables must then equal either the complete migration (a refer
 mode) or the state before it, the sources must be intact, no confirmed commit may be left pending (no
 device reverts later by its timer), and a second ``netmig recover`` finds nothing to do.
 
+A second test per mode leaves ``netmig recover`` out: the next run of the same migration recovers the
+killed one at its start (rolled back), then migrates, and the devices end as after one clean run.
+
 Kill points: every step kind each mode journals at least once, plus points where the destinations are in
 different states (some committed or confirmed, others not; transfers in flight). The reference run checks
 that each chosen point is one the mode really journals.
@@ -252,3 +255,29 @@ def test_sigkill_then_netmig_recover(mode: str, kill_at: str, tmp_path: Path, re
         assert (code, again) == (0, []), err  # a second recovery does nothing
         assert state(running) == expected
         print(f"{mode} {kill_at}: recovered {report['outcome']}: {'; '.join(report['actions'])}")
+
+
+RESTART_POINTS = [pytest.param("middle", "b-nat1:commit-confirmed:1", id="middle"),
+                  pytest.param("d-push", "a-leaf1:associate:2", id="d-push"),
+                  pytest.param("d-pull", "b-fw1:feedback:1", id="d-pull")]
+
+
+@pytest.mark.parametrize(("mode", "kill_at"), RESTART_POINTS)
+def test_next_migration_recovers_the_killed_one_first(mode: str, kill_at: str, tmp_path: Path, reference: Any,
+                                                      schema_cache: Any) -> None:
+    """No ``netmig recover``: the next run of the same migration settles the killed one itself (rolled
+    back), then migrates; the devices end exactly as after one clean run (nothing applied twice)."""
+    ref = reference(mode)
+    with lab(tmp_path, schema_cache) as running:
+        child = run_child(running, tmp_path, mode, kill_at)
+        assert child.returncode == -signal.SIGKILL, (child.returncode, child.stderr[-3000:])
+        again = run_child(running, tmp_path, mode, None)
+        assert again.returncode == 0 and again.stdout.strip() == "SUCCESS", again.stderr[-3000:]
+        assert "recovered migration" in again.stderr
+        with SqliteJournal(tmp_path / "journal.sqlite") as journal:
+            second, first = journal.history()
+            assert journal.unfinished() == []
+        assert (first.recovered, first.outcome) == (True, "rolled-back")
+        assert (second.recovered, second.outcome) == (False, "success")
+        assert state(running) == ref["after"]
+        assert all(p is None for p in pending(running).values())
