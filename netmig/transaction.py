@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 from netmig.change import DeviceChange, PlannedChange, SessionFactory, Step, StepHook
-from netmig.compensation import Held, compensate, confirm_again
+from netmig.compensation import Held, compensate, confirm_again, give_back_failed
 from netmig.errors import (
     DeviceError,
     MigrationRolledBackError,
@@ -196,7 +196,7 @@ class NetworkTransaction:
             self._close_all(devices)
 
     # ------------------------------------------------------------------ phases
-    def _phase(self, label: str, devices: Iterable[_Device], fn: Callable[[_Device], None], *,
+    def _phase(self, label: str, devices: Iterable[_Device], fn: Callable[[_Device], object], *,
                stop_on_failure: bool = True) -> None:
         started = time.perf_counter()
         todo = list(devices)
@@ -206,7 +206,7 @@ class NetworkTransaction:
         if stop_on_failure and not all(results):
             raise _PhaseFailed(label)
 
-    def _guarded(self, dev: _Device, fn: Callable[[_Device], None]) -> bool:
+    def _guarded(self, dev: _Device, fn: Callable[[_Device], object]) -> bool:
         try:
             fn(dev)
             return True
@@ -360,9 +360,10 @@ class NetworkTransaction:
                                        f"{len(confirmed)} confirmed device(s) compensated: every device of "
                                        f"{len(devices)} is back where it was", outcomes)
 
-    def _compensate(self, dev: _Device) -> None:
+    def _compensate(self, dev: _Device) -> bool:
         """Undo a confirmed device with a confirmed commit of its own (``compensation.compensate``),
-        under the transaction's candidate lock, which is held until every confirming commit succeeded."""
+        under the transaction's candidate lock, which is held until every confirming commit succeeded;
+        True (and COMPENSATED) when undone."""
         persist_id = self.compensate_ids[dev.name] if self.commit_policy.persist else None
         held = Held(dev.session, dev.locked)
         try:
@@ -374,25 +375,7 @@ class NetworkTransaction:
             dev.session, dev.locked = held.session, held.locked
         if done:
             dev.phase = DevicePhase.COMPENSATED
-
-    def _unchanged(self, dev: _Device) -> bool:
-        """Whether running (read from the live session or a new one) holds none of the change."""
-        undone = dev.change.verify_undone
-        if undone is None:
-            return False
-        old = dev.session if dev.session is not None and dev.session.is_open else None
-        try:
-            session = old if old is not None else self._factory(dev.change.endpoint)
-            if session is not old:
-                session.open()
-            try:
-                return not undone(session.get_config("running", dev.change.verify_filter))
-            finally:
-                if session is not old:
-                    session.close()
-        except NetmigError as exc:
-            log.info("%s: reading running after the failed cancel failed: %s", dev.name, exc)
-            return False
+        return done
 
     # ------------------------------------------------------------------ rollback
     def _rollback(self, dev: _Device) -> None:
@@ -404,7 +387,8 @@ class NetworkTransaction:
             s = dev.session
             try:
                 self._step(dev, Step.ROLLBACK_DISCARD, s.discard_changes, None, abortable=False)
-                if dev.phase is not DevicePhase.ROLLED_BACK and dev.phase is not DevicePhase.ROLLBACK_FAILED:
+                if dev.phase not in (DevicePhase.ROLLED_BACK, DevicePhase.ROLLBACK_FAILED,
+                                     DevicePhase.COMPENSATED):
                     dev.phase = DevicePhase.DISCARDED
                 s.unlock("candidate")
                 dev.locked = False
@@ -412,44 +396,15 @@ class NetworkTransaction:
                 dev.notes.append(f"discard/unlock failed: {exc}")
 
     def _cancel(self, dev: _Device) -> None:
+        """Cancel the pending confirmed commit; when nothing is pending, running tells whether the device is
+        back, else it is compensated too (``compensation.give_back_failed``: e.g. a DI-only device whose
+        confirming commit took effect with the reply lost)."""
         persist_id = dev.persist_id if self.commit_policy.persist else None
-        session = dev.session if dev.session is not None and dev.session.is_open else None
-
-        def cancel() -> None:
-            nonlocal session
-            if session is None:
-                if persist_id is None:
-                    # RFC 6241 8.4.1: without persist, losing the session reverts the commit.
-                    dev.notes.append("session lost; the device reverts a non-persistent confirmed commit")
-                    return
-                session = self._factory(dev.change.endpoint)
-                session.open()
-                try:
-                    session.cancel_commit(persist_id)
-                finally:
-                    session.close()
-                return
-            session.cancel_commit(persist_id)
-
-        try:
-            self._step(dev, Step.CANCEL_COMMIT, cancel, DevicePhase.ROLLED_BACK, abortable=False)
-        except NetmigError as exc:
-            # Nothing pending (never ran, or lost in a reboot) or the device unreachable: read running,
-            # again until the confirmed commit's own timeout has reverted it, so a device that is back
-            # where it was is reported rolled back, not as needing a person.
-            deadline = time.monotonic() + self.commit_policy.confirm_timeout_s + 2
-            while not self._unchanged(dev):
-                if time.monotonic() >= deadline:
-                    break
-                time.sleep(0.5)
-            else:
-                dev.phase = DevicePhase.ROLLED_BACK
-                dev.notes.append(f"cancel-commit failed ({exc}); nothing is pending and running does not "
-                                 "hold the change")
-                return
-            dev.phase = DevicePhase.ROLLBACK_FAILED
-            dev.notes.append(f"cancel-commit failed: {exc} (the device reverts by itself after "
-                             f"{self.commit_policy.confirm_timeout_s} s if the commit went through)")
+        live = dev.session if dev.session is not None and dev.session.is_open else None
+        dev.phase = give_back_failed(
+            dev.change, live, factory=self._factory, persist_id=persist_id, policy=self.commit_policy,
+            step=lambda step, action: self._step(dev, step, action, None, abortable=False),
+            compensate_it=lambda: self._compensate(dev), notes=dev.notes)
 
     def _rolled_back(self, devices: list[_Device]) -> TransactionError:
         outcomes = self._outcomes(devices)

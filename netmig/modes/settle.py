@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from netmig.change import DeviceChange, SessionFactory, Step, StepHook
-from netmig.compensation import Held, can_compensate, compensate, confirm_again
+from netmig.compensation import Held, compensate, confirm_again, give_back_failed
 from netmig.errors import NetmigError
 from netmig.feedback import DevicePhase
 from netmig.netconf.session import DeviceSession
@@ -149,58 +149,23 @@ class Settler:
 
         change, notes = self.changes[name], self.notes.setdefault(name, [])
         persist = persist_id_for(self.migration_id, name)
-        live = Held(self.sessions[name], False).live()
-        try:
-            if self.recorder is not None:
-                self.recorder.step(name, JStep.CANCEL, persist_id=persist, stage="apply")
-            session = live if live is not None else self.factory(change.endpoint)
-            try:
-                session.open()
-                session.cancel_commit(persist)
-            finally:
-                if session is not live:
-                    session.close()
-            if self.recorder is not None:
-                self.recorder.result(name, JStep.CANCEL, ok=True, stage="apply")
-            self.phases[name] = DevicePhase.ROLLED_BACK
-            return
-        except NetmigError as exc:
-            notes.append(f"cancel-commit failed: {exc}")
-            if self.recorder is not None:
-                self.recorder.result(name, JStep.CANCEL, ok=False, stage="apply", error=str(exc))
-        # nothing pending (lost in a reboot, or expired) or the device unreachable: read running, again until
-        # the confirmed commit's own timeout has reverted it (the static change tells; DI-only cannot)
-        deadline = time.monotonic() + self.options.commit.confirm_timeout_s + 2
-        while not (unchanged := self._unchanged(change, live)) and self._checkable(change) \
-                and time.monotonic() < deadline:
-            time.sleep(0.5)
-        if unchanged:
-            notes.append("nothing is pending and running does not hold the static change, which the "
-                         "migration's confirmed commits (static and imports) share")
-            self.phases[name] = DevicePhase.ROLLED_BACK
-            return
-        if can_compensate(change):  # nothing pending: whatever running holds of ours goes
-            self._compensate(name)
-            if self.phases[name] is DevicePhase.COMPENSATED:
+
+        def step(kind: Step, action: Callable[[], None]) -> None:  # kind: CANCEL_COMMIT, journaled as cancel
+            if self.recorder is None:
+                action()
                 return
-        self.phases[name] = DevicePhase.ROLLBACK_FAILED
-
-    @staticmethod
-    def _checkable(change: DeviceChange) -> bool:
-        return change.verify_undone is not None and change.undo is not None and len(change.undo) > 0
-
-    def _unchanged(self, change: DeviceChange, live: DeviceSession | None) -> bool:
-        """Whether running holds none of a static change (False when there is none to check)."""
-        if change.verify_undone is None or not self._checkable(change):
-            return False
-        try:
-            session = live if live is not None and live.is_open else self.factory(change.endpoint)
+            self.recorder.step(name, JStep.CANCEL, persist_id=persist, stage="apply")
             try:
-                session.open()
-                return not change.verify_undone(session.get_config("running", change.verify_filter))
-            finally:
-                if session is not live:
-                    session.close()
-        except NetmigError as exc:
-            log.info("%s: reading running after the failed cancel failed: %s", change.endpoint.name, exc)
-            return False
+                action()
+            except NetmigError as exc:
+                self.recorder.result(name, JStep.CANCEL, ok=False, stage="apply", error=str(exc))
+                raise
+            self.recorder.result(name, JStep.CANCEL, ok=True, stage="apply")
+
+        def compensate_it() -> bool:
+            self._compensate(name)
+            return self.phases[name] is DevicePhase.COMPENSATED
+
+        self.phases[name] = give_back_failed(
+            change, Held(self.sessions[name], False).live(), factory=self.factory, persist_id=persist,
+            policy=self.options.commit, step=step, compensate_it=compensate_it, notes=notes)
