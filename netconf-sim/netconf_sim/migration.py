@@ -8,7 +8,8 @@ flavour, into this device's candidate as seeded DI, after checking support and c
 bridge: distribute the associate to the listed upper-layer devices and middleboxes, answer with who will
 report, then transfer device-to-device; see :mod:`netconf_sim.transfer`). Blobs of the other flavour are
 read through the canonical DI form of :mod:`netconf_sim.learned` (``KIND_KEYS``/``KIND_FIELDS``), so
-translating between unlike models is the device's job here, not the coordinator's.
+translating between unlike models is the device's job here, not the coordinator's. The module's input
+parsing and notifications are in :mod:`netconf_sim.migration_xml`.
 """
 
 from __future__ import annotations
@@ -16,10 +17,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import ipaddress
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
@@ -27,70 +26,31 @@ from lxml import etree
 
 from .learned import KIND_FIELDS, KIND_KEYS, LearnedEntry, LearnedTables, TableShape
 from .ledger import EntryKey, ImportLedger, ImportRecord, removal_config, seeded_entries
+from .migration_xml import (
+    MIGRATION_NS,
+    Associate,
+    TransferRules,
+    parse_peers,
+    parse_rules,
+)
+from .migration_xml import child_text as _text
+from .migration_xml import need as _need
+from .migration_xml import q as _q
+from .migration_xml import sub as _sub
 from .rpcerror import SimRpcError
-from .runtime import NOTIF_NS, DeviceRuntime
+from .runtime import DeviceRuntime
 from .xml import NC_NS, Element, XmlInputError, parse, qname
 
 if TYPE_CHECKING:
     from .profiles import Profile
     from .session import Session
 
-__all__ = ["MIGRATION_NS", "Associate", "Directory", "MigrationAgent", "Peer", "TransferRules",
-           "feedback_notification", "persist_id_for"]
+__all__ = ["Directory", "MigrationAgent", "read_blob"]
 
 log = logging.getLogger(__name__)
 
-MIGRATION_NS = "urn:netmig:yang:netmig-migration"
 _BLOB_NS = "urn:netconf-sim:di-blob"
 _CONTENT_TYPE = "application/vnd.netconf-sim.{flavour}-di+xml"
-
-
-def persist_id_for(migration_id: str, device: str) -> str:
-    """The persist-id of the confirmed commits a migration leaves on ``device`` (both sides derive it)."""
-    return "nm-" + hashlib.sha256(f"{migration_id}/{device}".encode()).hexdigest()[:32]
-
-
-@dataclass(frozen=True, slots=True)
-class Peer:
-    """A partner device named in a vdp-associate: where it is and which kinds go to/come from it."""
-
-    name: str
-    address: str
-    port: int
-    kinds: tuple[str, ...] = ()
-    vm_port: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TransferRules:
-    """Site-dependent rewrites applied by the importing device (mirrors netmig's translate rules)."""
-
-    vlans: dict[int, int] = field(default_factory=dict)
-    nat_pools: tuple[tuple[ipaddress.IPv4Network, ipaddress.IPv4Network], ...] = ()
-    allow_drop: frozenset[str] = frozenset()
-    seed_ttl_s: int = 300
-
-    def nat_address(self, value: str) -> str:
-        address = ipaddress.IPv4Address(value)
-        for src, dst in self.nat_pools:
-            if address in src:
-                host = int(address) - int(src.network_address)
-                return str(ipaddress.IPv4Address(int(dst.network_address) + host))
-        return value
-
-
-@dataclass(frozen=True, slots=True)
-class Associate:
-    """A vdp-associate as one device's job: what to transfer, to or from whom."""
-
-    migration_id: str
-    vm_id: str
-    push: bool
-    partners: tuple[Peer, ...]
-    own_vm_port: str | None
-    confirm_timeout_s: int
-    rules: TransferRules
-    rules_xml: Element
 
 
 class Directory(Protocol):
@@ -101,98 +61,6 @@ class Directory(Protocol):
     def endpoint_of(self, name: str) -> tuple[str, int]: ...
     @property
     def known_hosts_path(self) -> str: ...
-
-
-# -- small XML helpers ----------------------------------------------------------------------------
-def _q(name: str) -> str:
-    return qname(MIGRATION_NS, name)
-
-
-def _text(el: Element, name: str) -> str | None:
-    found = el.find(_q(name))
-    return None if found is None else (found.text or "").strip()
-
-
-def _need(el: Element, name: str) -> str:
-    value = _text(el, name)
-    if not value:
-        raise SimRpcError.missing_element(name)
-    return value
-
-
-def _sub(parent: Element, ns: str, name: str, text: str | None = None) -> Element:
-    child = etree.SubElement(parent, qname(ns, name))
-    if text is not None:
-        child.text = text
-    return child
-
-
-def parse_rules(el: Element) -> TransferRules:
-    """The transfer-rules grouping of an import-di or vdp-associate input."""
-    vlans = {int(_need(m, "from")): int(_need(m, "to")) for m in el.findall(_q("vlan-map"))}
-    pools = []
-    for m in el.findall(_q("nat-pool-map")):
-        src, dst = (ipaddress.IPv4Network(_need(m, k), strict=False) for k in ("from", "to"))
-        if src.prefixlen != dst.prefixlen:
-            raise SimRpcError.invalid_value(f"NAT pools {src} and {dst} differ in size")
-        pools.append((src, dst))
-    drop = frozenset((d.text or "").strip() for d in el.findall(_q("allow-drop")))
-    ttl = _text(el, "seed-ttl")
-    return TransferRules(vlans, tuple(pools), drop, int(ttl) if ttl else 300)
-
-
-def copy_rules(src: Element, dst: Element) -> None:
-    """Copy the transfer-rules leaves of ``src`` under ``dst`` (an associate's rules into an import-di)."""
-    for name in ("vlan-map", "nat-pool-map", "allow-drop", "seed-ttl"):
-        for el in src.findall(_q(name)):
-            dst.append(etree.fromstring(etree.tostring(el)))
-
-
-def parse_peers(el: Element) -> tuple[Peer, ...]:
-    peers = []
-    for p in el.findall(_q("partner")):
-        port = _text(p, "port")
-        peers.append(Peer(_need(p, "name"), _need(p, "address"), int(port) if port else 830,
-                          tuple((k.text or "").strip() for k in p.findall(_q("kind"))), _text(p, "vm-port")))
-    return tuple(peers)
-
-
-# -- notifications --------------------------------------------------------------------------------
-def _notification(body: str) -> tuple[Element, Element]:
-    note = etree.Element(qname(NOTIF_NS, "notification"), nsmap={None: NOTIF_NS})
-    stamp = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-    _sub(note, NOTIF_NS, "eventTime", stamp)
-    return note, etree.SubElement(note, _q(body), nsmap={None: MIGRATION_NS})
-
-
-def feedback_notification(job: Associate, device: str, *, ok: bool, reason: str | None,
-                          counts: dict[str, int], duration_ms: int) -> Element:
-    note, body = _notification("migration-feedback")
-    _sub(body, MIGRATION_NS, "migration-id", job.migration_id)
-    _sub(body, MIGRATION_NS, "vm-id", job.vm_id)
-    _sub(body, MIGRATION_NS, "device", device)
-    _sub(body, MIGRATION_NS, "status", "success" if ok else "fail")
-    if reason:
-        _sub(body, MIGRATION_NS, "reason", reason)
-    for kind, entries in sorted(counts.items()):
-        count = _sub(body, MIGRATION_NS, "count")
-        _sub(count, MIGRATION_NS, "kind", kind)
-        _sub(count, MIGRATION_NS, "entries", str(entries))
-    _sub(body, MIGRATION_NS, "duration-ms", str(duration_ms))
-    return note
-
-
-def transferred_notification(job: Associate, source: str, destination: str,
-                             counts: dict[str, int]) -> Element:
-    note, body = _notification("di-transferred")
-    _sub(body, MIGRATION_NS, "migration-id", job.migration_id)
-    _sub(body, MIGRATION_NS, "vm-id", job.vm_id)
-    _sub(body, MIGRATION_NS, "from", source)
-    _sub(body, MIGRATION_NS, "to", destination)
-    for kind in sorted(counts):
-        _sub(body, MIGRATION_NS, "kinds", kind)
-    _sub(body, MIGRATION_NS, "entries", str(sum(counts.values())))
-    return note
 
 
 # -- the agent ------------------------------------------------------------------------------------

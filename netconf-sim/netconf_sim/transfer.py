@@ -3,7 +3,7 @@
 :func:`run_job` is one device's part of a vdp-associate. D-PUSH (S-bit): the device exports the VM's DI
 and, for each partner, opens a NETCONF session to it, locks its candidate, sends ``import-di`` and a
 follow-up ``commit confirmed`` with the persist-id both sides derive from the migration-id
-(:func:`netconf_sim.migration.persist_id_for`), then unlocks. D-PULL (M-bit): the device fetches
+(:func:`netconf_sim.migration_xml.persist_id_for`), then unlocks. D-PULL (M-bit): the device fetches
 ``export-di`` from each source partner and imports the blob into its own candidate the same way (over
 NETCONF to itself, so locks and the confirmed commit behave exactly as for a remote peer). Every transfer
 is announced with a ``di-transferred`` notification and the device's part ends with one
@@ -24,15 +24,14 @@ from lxml import etree
 
 from .framing import FrameDecoder, FrameEncoder, FramingError
 from .learned import LearnedEntry
-from .migration import (
+from .migration import MigrationAgent, read_blob
+from .migration_xml import (
     MIGRATION_NS,
     Associate,
-    MigrationAgent,
     Peer,
     copy_rules,
     feedback_notification,
     persist_id_for,
-    read_blob,
     transferred_notification,
 )
 from .runtime import BASE_10, BASE_11
