@@ -35,14 +35,12 @@ def apply_subtree_filter(data: Element, filter: Element, schema: Schema | None =
     must belong to ``data`` as it is now (None: a fresh one for this call); ``scan`` walks every list
     instead (the reference behaviour, for tests).
     """
-    keep: set[Element] = set()
-    full: set[Element] = set()
+    run = _Run(None if scan else (index if index is not None else ListIndex()))
     fchildren = _elements(filter)
     if fchildren:
-        lookup = None if scan else (index if index is not None else ListIndex())
-        _apply(data, fchildren, keep, full, schema.root if schema else None, lookup)
+        run.apply(data, fchildren, schema.root if schema else None)
     out = data_root()
-    _build(data, out, keep, full)
+    _build(data, out, run)
     return out
 
 
@@ -84,14 +82,6 @@ def _attrs_match(f: Element, d: Element) -> bool:
     return True
 
 
-def _is_content_match(f: Element) -> bool:
-    return bool((f.text or "").strip()) and not _elements(f)
-
-
-def _is_selection(f: Element) -> bool:
-    return not (f.text or "").strip() and not _elements(f)
-
-
 def _child_snode(snode: SNode | None, d: Element) -> SNode | None:
     return snode.children.get(str(d.tag)) if snode is not None else None
 
@@ -101,49 +91,94 @@ def _named(d: Element, f: Element) -> Iterable[Element]:
     return d.iterchildren(f"{{*}}{_local(str(f.tag))[1]}" if _any_namespace(f) else str(f.tag))
 
 
-def _apply(d: Element, fchildren: list[Element], keep: set[Element], full: set[Element],
-           snode: SNode | None, index: ListIndex | None) -> bool:
-    """Mark what ``fchildren`` (one sibling set) selects below ``d``; False when it selects nothing."""
-    content = [f for f in fchildren if _is_content_match(f)]
-    for f in content:
-        want = (f.text or "").strip()
-        if not any((c.text or "").strip() == want and _attrs_match(f, c) for c in _named(d, f)):
+class _Run:
+    """One filtering: the marks, the index, and each filter node's element children (computed once).
+
+    Marks: ``full`` nodes are copied whole, ``keep`` nodes without their children (those marked are
+    added), ``whole`` nodes are kept with every element child copied whole (a content-match-only
+    filter's entries: copied in one piece).
+    """
+
+    __slots__ = ("_kids", "full", "index", "keep", "whole")
+
+    def __init__(self, index: ListIndex | None) -> None:
+        self.keep: set[Element] = set()
+        self.full: set[Element] = set()
+        self.whole: set[Element] = set()
+        self.index = index
+        self._kids: dict[Element, list[Element]] = {}
+
+    def kids(self, f: Element) -> list[Element]:
+        kids = self._kids.get(f)
+        if kids is None:
+            kids = self._kids[f] = _elements(f)
+        return kids
+
+    def apply(self, d: Element, fchildren: list[Element], snode: SNode | None) -> bool:
+        """Mark what ``fchildren`` (one sibling set) selects below ``d``; False when it selects nothing."""
+        content = [f for f in fchildren if not self.kids(f) and (f.text or "").strip()]
+        for f in content:
+            want = (f.text or "").strip()
+            if not any((c.text or "").strip() == want and _attrs_match(f, c) for c in _named(d, f)):
+                return False
+        if content and len(content) == len(fchildren):
+            if d.getparent() is None:  # the <data> root: it is not output itself
+                self.full.update(c for c in d if isinstance(c.tag, str))
+            else:
+                self.whole.add(d)
+            return True
+        selected = bool(content)
+        by_name: dict[str, list[Element]] = {}  # filter siblings by local name: each data child meets its own
+        for f in fchildren:
+            by_name.setdefault(_local(str(f.tag))[1], []).append(f)
+        for name, group in by_name.items():
+            for c, filters in self.candidates(d, name, group, snode):
+                if self.visit(c, filters, _child_snode(snode, c)):
+                    selected = True
+        return selected
+
+    def candidates(self, d: Element, name: str, group: list[Element],
+                   snode: SNode | None) -> Iterable[tuple[Element, list[Element]]]:
+        """The children of ``d`` named ``name`` that ``group`` (filters of that local name) may select,
+        each with the filters that may select it: all children with the whole group, or with an index
+        and only containment filters holding content-match nodes, per filter the entries whose probe
+        leaf (a key leaf if the schema says which) has the wanted text."""
+        index = self.index
+        if index is None:
+            return ((c, group) for c in d.iterchildren(f"{{*}}{name}"))
+        probes: list[Element] = []
+        for f in group:
+            matches = [c for c in self.kids(f) if not self.kids(c) and (c.text or "").strip()]
+            if not matches:
+                return ((c, group) for c in d.iterchildren(f"{{*}}{name}"))
+            probes.append(_probe(matches, snode.children.get(str(f.tag)) if snode is not None else None))
+        found: dict[Element, list[Element]] = {}
+        for f, probe in zip(group, probes, strict=True):
+            for c in index.lookup(d, name, _local(str(probe.tag))[1], (probe.text or "").strip()):
+                found.setdefault(c, []).append(f)
+        return found.items()
+
+    def visit(self, c: Element, group: list[Element], csnode: SNode | None) -> bool:
+        """Apply the filters of ``group`` that match data child ``c``; True when ``c`` is selected."""
+        matching = [f for f in group if _name_matches(f, c) and _attrs_match(f, c)]
+        if not matching:
             return False
-    if content and len(content) == len(fchildren):
-        full.update(c for c in d if isinstance(c.tag, str))
-        return True
-    selected = bool(content)
-    by_name: dict[str, list[Element]] = {}  # filter siblings by local name: each data child meets its own
-    for f in fchildren:
-        by_name.setdefault(_local(str(f.tag))[1], []).append(f)
-    for name, group in by_name.items():
-        for c in _candidates(d, name, group, snode, index):
-            if _visit(c, group, keep, full, _child_snode(snode, c), index):
+        if any(not self.kids(f) and not (f.text or "").strip() for f in matching):  # a selection node
+            self.full.add(c)
+            return True
+        ctext = (c.text or "").strip()
+        if any(not self.kids(f) and (f.text or "").strip() == ctext for f in matching):  # content match
+            self.full.add(c)
+            return True
+        selected = False
+        for f in matching:
+            fchildren = self.kids(f)
+            if fchildren and self.apply(c, fchildren, csnode):
+                self.keep.add(c)
                 selected = True
-    return selected
-
-
-def _candidates(d: Element, name: str, group: list[Element], snode: SNode | None,
-                index: ListIndex | None) -> Iterable[Element]:
-    """The children of ``d`` named ``name`` that ``group`` (filters of that local name) may select: all
-    of them, or with an index and only containment filters holding content-match nodes, the entries
-    whose probe leaf (a key leaf if the schema says which) has the wanted text."""
-    if index is None:
-        return d.iterchildren(f"{{*}}{name}")
-    probes: list[Element] = []
-    for f in group:
-        matches = [c for c in _elements(f) if _is_content_match(c)]
-        if not matches:
-            return d.iterchildren(f"{{*}}{name}")
-        probes.append(_probe(matches, snode.children.get(str(f.tag)) if snode is not None else None))
-    if len(probes) == 1:
-        probe = probes[0]
-        return index.lookup(d, name, _local(str(probe.tag))[1], (probe.text or "").strip())
-    found: dict[Element, None] = {}
-    for probe in probes:
-        found.update(dict.fromkeys(index.lookup(d, name, _local(str(probe.tag))[1],
-                                                (probe.text or "").strip())))
-    return found
+        if selected and csnode is not None and csnode.keys:
+            self.full.update(k for k in c if k.tag in csnode.keys)
+        return selected
 
 
 def _probe(matches: list[Element], list_snode: SNode | None) -> Element:
@@ -156,43 +191,18 @@ def _probe(matches: list[Element], list_snode: SNode | None) -> Element:
     return matches[0]
 
 
-def _visit(c: Element, group: list[Element], keep: set[Element], full: set[Element],
-           csnode: SNode | None, index: ListIndex | None) -> bool:
-    """Apply the filters of ``group`` that match data child ``c``; True when ``c`` is selected."""
-    matching = [f for f in group if _name_matches(f, c) and _attrs_match(f, c)]
-    if not matching:
-        return False
-    if any(_is_selection(f) for f in matching):
-        full.add(c)
-        return True
-    ctext = (c.text or "").strip()
-    if any(_is_content_match(f) and (f.text or "").strip() == ctext for f in matching):
-        full.add(c)
-        return True
-    selected = False
-    for f in matching:
-        fchildren = _elements(f)
-        if fchildren and _apply(c, fchildren, keep, full, csnode, index):
-            keep.add(c)
-            selected = True
-    if selected and csnode is not None and csnode.keys:
-        full.update(k for k in c if k.tag in csnode.keys)
-    return selected
-
-
-def _build(src: Element, dst: Element, keep: set[Element], full: set[Element]) -> None:
+def _build(src: Element, dst: Element, run: _Run) -> None:
     """Copy the marked nodes below ``src`` into ``dst`` in document order, visiting only marked nodes
     (and their parents' children when many are marked), so output costs what it holds."""
     marked: dict[Element, list[Element]] = {}
-    for node in (*full, *keep):
+    for node in (*run.full, *run.keep):
         parent = node.getparent()
         if parent is not None:
             marked.setdefault(parent, []).append(node)
-    _copy_marked(src, dst, marked, keep, full)
+    _copy_marked(src, dst, marked, run)
 
 
-def _copy_marked(src: Element, dst: Element, marked: dict[Element, list[Element]], keep: set[Element],
-                 full: set[Element]) -> None:
+def _copy_marked(src: Element, dst: Element, marked: dict[Element, list[Element]], run: _Run) -> None:
     kids = marked.get(src)
     if not kids:
         return
@@ -201,10 +211,20 @@ def _copy_marked(src: Element, dst: Element, marked: dict[Element, list[Element]
         ordered = [c for c in src if c in wanted]
     else:
         ordered = sorted(set(kids), key=src.index)
+    full, whole = run.full, run.whole
     for c in ordered:
         if c in full:
-            dst.append(copy.deepcopy(c))
+            dst.append(copy.copy(c))  # lxml copies deep, tail included
+        elif c in whole and next(c.iterchildren(etree.Comment, etree.ProcessingInstruction), None) is None:
+            new = copy.copy(c)
+            new.tail = None
+            dst.append(new)
         else:
             new = etree.SubElement(dst, c.tag, attrib=dict(c.attrib), nsmap=c.nsmap)
             new.text = c.text
-            _copy_marked(c, new, marked, keep, full)
+            if c in whole:
+                for child in c:
+                    if isinstance(child.tag, str):
+                        new.append(copy.copy(child))
+            else:
+                _copy_marked(c, new, marked, run)
