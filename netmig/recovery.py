@@ -105,8 +105,11 @@ def _settle(session: DeviceSession, action: RecoveryAction, persist_id: str | No
                 try:
                     session.commit(persist_id=persist_id)
                 except RpcError as exc:
-                    if check is None or not _gone(exc, action):
+                    if not _gone(exc, action):
                         raise
+                    if check is None:
+                        return (f"no commit pending with this persist-id ({exc.tag}): confirmed earlier or "
+                                "expired; the journal holds nothing to check running against")
                     problems = check(session)
                     if problems:
                         raise ChangeLostError(session.device, problems[0]) from exc
