@@ -168,13 +168,13 @@ def table(rows: list[dict[str, Any]], limit_s: float) -> str:
     smallest: dict[str, float] = {}
     for r in sorted(rows, key=lambda r: r["size"]):
         smallest.setdefault(r["mode"], r["wall_s"] / max(1, r["attempted"]))
-    lines = [f"{'mode':<29}{'VMs':>6}{'ok':>6}{'fail':>5}{'total s':>9}{'VMs/s':>8}{'x base':>8}"
+    lines = [f"{'mode':<33}{'VMs':>6}{'ok':>6}{'fail':>5}{'total s':>9}{'VMs/s':>8}{'x base':>8}"
              f"{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/VM':>10}{'peak MB':>9}{'setup MB':>9}{'growth':>8}"]
     for r in rows:
         rate = r["done"] / r["wall_s"] if r["wall_s"] else 0.0
         n = max(1, r["attempted"])
         growth = (r["wall_s"] / n) / smallest[r["mode"]]
-        lines.append(f"{LABELS[r['mode']]:<29}{r['size']:>6}{r['done']:>6}{r['failed']:>5}{r['wall_s']:>9.1f}"
+        lines.append(f"{LABELS[r['mode']]:<33}{r['size']:>6}{r['done']:>6}{r['failed']:>5}{r['wall_s']:>9.1f}"
                      f"{rate:>8.2f}{rate / base_rate:>8.1f}{r['p50_ms']:>9.0f}{r['p99_ms']:>9.0f}"
                      f"{1000 * r['cpu_s'] / n:>10.1f}{r['peak_mb']:>9.0f}{r.get('setup_mb') or 0:>9.0f}"
                      f"{growth:>8.2f}")
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group-size", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=16, help="concurrent single migrations")
     parser.add_argument("--json", type=Path, help="also append each row to this file (JSON lines)")
-    parser.add_argument("--rows", type=Path, help="only print the table of rows saved with --json")
+    parser.add_argument("--rows", type=Path, nargs="+", help="only print the table of rows saved with --json")
     parser.add_argument("--one", nargs=2, metavar=("SIZE", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
@@ -206,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
                               args.workers)))
         return 0
     if args.rows:
-        rows = [json.loads(line) for line in args.rows.read_text().splitlines() if line.strip()]
+        lines = [line for file in args.rows for line in file.read_text().splitlines()]
+        rows = [json.loads(line) for line in lines if line.strip()]
         print(table(rows, args.baseline_limit_s))
         return 0
     rows = []
