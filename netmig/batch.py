@@ -215,6 +215,7 @@ def _group_changes(members: Sequence[PreparedMigration]) -> list[DeviceChange]:
     """One DeviceChange per destination device holding every member VM's edit, verified as a whole."""
     edits: dict[str, Element] = {}
     first: dict[str, DeviceChange] = {}
+    filters: dict[str, Element | None] = {}
     merger = _Merger()
     for prepared in members:
         for change in prepared.changes:
@@ -222,6 +223,8 @@ def _group_changes(members: Sequence[PreparedMigration]) -> list[DeviceChange]:
             first.setdefault(name, change)
             root = edits.setdefault(name, element(_NC_NS, "config"))
             merger.merge(root, _copy(change.edit))
+            filters[name] = _union(filters.get(name, element(_NC_NS, "filter", attrib={"type": "subtree"})),
+                                   change.verify_filter)
     changes = []
     for name, root in sorted(edits.items()):
         sent = _copy(root)
@@ -229,8 +232,21 @@ def _group_changes(members: Sequence[PreparedMigration]) -> list[DeviceChange]:
         def verify(running: Element, sent: Element = sent) -> list[str]:
             return missing_from(running, sent)
         base = first[name]
-        changes.append(DeviceChange(base.endpoint, root, verify, None, base.modules, base.features))
+        changes.append(DeviceChange(base.endpoint, root, verify, filters.get(name), base.modules,
+                                    base.features))
     return changes
+
+
+def _union(into: Element | None, flt: Element | None) -> Element | None:
+    """The union of subtree filters: every top-level node of each, side by side (RFC 6241: sibling
+    containment nodes select independently); None (read everything) once one VM has no filter.
+
+    The group's verify then reads what its VMs' own verifies would, not the device's whole running
+    config (which grows with every group committed before: quadratic over a batch's groups)."""
+    if into is None or flt is None:
+        return None
+    into.extend(_copy(node) for node in flt if isinstance(node.tag, str))
+    return into
 
 
 def _copy(el: Element) -> Element:
@@ -245,7 +261,7 @@ def _no_problems(running: Element) -> list[str]:
 def _slim(prepared: PreparedMigration) -> PreparedMigration:
     """What the group commit needs of a prepared VM: its plan and its edits (the pulled and checked
     bundles, single-VM verifiers and undo edits are dropped: a batch holds thousands of VMs at once)."""
-    changes = tuple(DeviceChange(c.endpoint, c.edit, _no_problems, None, c.modules, c.features)
+    changes = tuple(DeviceChange(c.endpoint, c.edit, _no_problems, c.verify_filter, c.modules, c.features)
                     for c in prepared.changes)
     return PreparedMigration(prepared.plan, {}, {}, changes, {}, prepared.timings_ms)
 
