@@ -151,15 +151,25 @@ def journal_plan(prepared: PreparedMigration, handles: Mapping[str, DeviceHandle
 
 
 def modes_plan(prepared: PreparedMigration, handles: Mapping[str, DeviceHandle], roles: Mapping[str, str], *,
-               options: MigrationOptions, ssh: SshPolicy,
-               persist_ids: Mapping[str, str]) -> dict[str, object]:
+               options: MigrationOptions, ssh: SshPolicy, persist_ids: Mapping[str, str],
+               store: Mapping[str, str] | None = None) -> dict[str, object]:
     """:func:`journal_plan` for the middle and distributed modes: also every other device they touch
-    (``roles``: DI receivers without a static change, reporters, the bridge), so recovery can reach them."""
+    (``roles``: DI receivers without a static change, reporters, the bridge), so recovery can reach them.
+
+    A destination that takes DI only (no static change: nothing in running to check) is listed under
+    ``di-only`` with the VM id: recovery asks it with ``export-di`` whether it holds the VM's learned
+    state. ``store`` is where the middle mode keeps the migration's blobs (netmig.store.location_of):
+    recovery drops them once it settled the migration."""
     plan = journal_plan(prepared, handles, {}, options=options, ssh=ssh, persist_ids=persist_ids)
     devices = plan["devices"]
     assert isinstance(devices, dict)
     for name, role in sorted(roles.items()):
         devices.setdefault(name, device_entry(handles[name], role))
+    static = {c.endpoint.name for c in prepared.changes}
+    di_only = sorted(n for n, role in roles.items() if role == "destination" and n not in static)
+    plan["di-only"] = {name: {"vm-id": prepared.plan.vm_id, "evidence": "export-di"} for name in di_only}
+    if store is not None:
+        plan["di-store"] = dict(store)
     return plan
 
 

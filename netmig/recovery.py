@@ -5,10 +5,11 @@
 persist-id (confirm) or ``cancel-commit`` with it (cancel), or discard an abandoned candidate. A
 persist-id the device no longer knows means the step already happened, or the device reverted by itself
 before we came: before confirming, and when a confirm is answered so, running is read and checked
-against what the migration sent (the journaled plan). A device that lost the change means the migration
+against what the migration sent (the journaled plan; a destination that took only DI is asked with
+``export-di`` whether it holds entries of the VM). A device that lost the change means the migration
 cannot be completed: recovery then rolls every other device back (cancel what is pending, compensate
 what is confirmed) and the migration ends "rolled-back". A second run does nothing. Each action is
-journaled before and after it is taken.
+journaled before and after it is taken. A settled middle-mode migration's blobs leave the transfer store.
 
 :func:`rollback_migration` undoes a completed migration in one confirmed transaction: it removes what the
 destinations took and restores the source's entries when ``--cleanup-source`` removed them.
@@ -52,6 +53,7 @@ from netmig.recovery_plan import (
 )
 from netmig.recovery_rules import RecoveryAction, RecoveryDecision, decisions, stage_of
 from netmig.settings import CommitPolicy, SshPolicy, Timeouts
+from netmig.store import drop_at
 from netmig.transaction import DeviceChange, NetworkTransaction, StepHook
 
 __all__ = [
@@ -113,7 +115,7 @@ def _settle(session: DeviceSession, action: RecoveryAction, persist_id: str | No
                     problems = check(session)
                     if problems:
                         raise ChangeLostError(session.device, problems[0]) from exc
-                    return f"already confirmed ({exc.tag}; running holds the change)"
+                    return f"already confirmed ({exc.tag}; the device holds the change)"
                 return "confirmed"
             if action is RecoveryAction.CANCEL:
                 session.cancel_commit(persist_id)
@@ -145,7 +147,8 @@ def _lost_before_confirm(record: MigrationRecord, decision: RecoveryDecision,
     expired), read before anything is confirmed; each with the first problem found."""
     lost = {}
     for dev in decision.devices:
-        check = holding_check(record.plan, dev.device) if dev.action is RecoveryAction.CONFIRM else None
+        check = (holding_check(record.plan, dev.device, record.migration_id)
+                 if dev.action is RecoveryAction.CONFIRM else None)
         if check is None:
             continue
         with DeviceSession(endpoint_from_plan(record.plan, dev.device, environ), ssh=ssh,
@@ -220,7 +223,8 @@ def _recover_one(journal: Journal, record: MigrationRecord, environ: Mapping[str
                 journal.record(record.migration_id, dev.device, step, persist_id=dev.persist_id,
                                detail=detail)
                 endpoint = endpoint_from_plan(record.plan, dev.device, environ)
-                check = holding_check(record.plan, dev.device) if stage == "apply" else None
+                check = holding_check(record.plan, dev.device, record.migration_id) if stage == "apply" \
+                    else None
                 with DeviceSession(endpoint, ssh=policy, timeouts=timeouts) as session:
                     result = _settle(session, dev.action, dev.persist_id, check)
                 journal.record(record.migration_id, dev.device, step, ok=True, detail=detail)
@@ -245,7 +249,23 @@ def _recover_one(journal: Journal, record: MigrationRecord, environ: Mapping[str
     except MigrationFinishedError:
         return RecoveryReport(record.migration_id, record.vm_id, outcome, tuple(actions),
                               skipped="another recovery sealed it first")
+    actions.extend(_drop_blobs(record))
     return RecoveryReport(record.migration_id, record.vm_id, outcome, tuple(actions))
+
+
+def _drop_blobs(record: MigrationRecord) -> list[str]:
+    """The middle mode's blobs of a migration recovery settled, dropped from the transfer store the plan
+    journals (``di-store``); what was done, as action lines (a failure is a warning: the migration is
+    settled, the blobs are only left-over bytes)."""
+    location = record.plan.get("di-store")
+    if location is None:
+        return []
+    try:
+        dropped = drop_at(location, record.migration_id)
+    except NetmigError as exc:
+        log.warning("migration %s: its DI blobs stay in the transfer store: %s", record.migration_id, exc)
+        return [f"warning: the transfer store keeps the migration's blobs: {exc}"]
+    return [f"transfer store: dropped {dropped} blob(s) of the migration"] if dropped else []
 
 
 def _compensate(journal: Journal, record: MigrationRecord, device: str, persist_id: str | None,

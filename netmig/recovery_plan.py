@@ -2,7 +2,9 @@
 
 The plan (netmig.journal_hook.journal_plan) names devices by endpoint and by the environment variable
 holding their password; recovery and rollback rebuild endpoints, SSH policy and VM contexts from it, and
-check a device's running config against the bundle the migration sent it.
+check a device's running config against the bundle the migration sent it, or, for a destination that
+took learned state only (the plan's ``di-only``), ask it with ``export-di`` how many entries it holds for
+the VM (the count only: the blob is opaque and never read).
 """
 
 from __future__ import annotations
@@ -14,14 +16,15 @@ from pathlib import Path
 
 from netmig.codecs.base import VmContext
 from netmig.codecs.registry import get_codec
-from netmig.errors import InputError, NetmigError
+from netmig.errors import InputError, MalformedReplyError, NetmigError
 from netmig.model import VmBundle
 from netmig.model.bundle import from_dict
 from netmig.netconf.session import DeviceSession
 from netmig.settings import Credentials, DeviceEndpoint, QuirkProfile, SshPolicy
+from netmig.xmlkit import element, sub, text_of
 
-__all__ = ["ChangeLostError", "Check", "context_from_plan", "endpoint_from_plan", "holding_check",
-           "plan_mapping", "ssh_from_plan"]
+__all__ = ["ChangeLostError", "Check", "context_from_plan", "di_check", "endpoint_from_plan",
+           "holding_check", "plan_mapping", "ssh_from_plan"]
 
 
 def plan_mapping(value: object, where: str) -> Mapping[str, object]:
@@ -88,16 +91,23 @@ class ChangeLostError(NetmigError):
 Check = Callable[[DeviceSession], list[str]]
 
 
-def holding_check(plan: Mapping[str, object], device: str) -> Check | None:
-    """How to tell from ``device``'s running config that it holds what the migration sent it (the
-    journaled ``sent`` bundle and VM context); None when the plan journals nothing to check against."""
+def holding_check(plan: Mapping[str, object], device: str, migration_id: str = "") -> Check | None:
+    """How to tell that ``device`` holds what the migration sent it: its running config against the
+    journaled ``sent`` bundle and VM context; for a DI-only destination (the plan's ``di-only``) the
+    entries it holds for the VM (:func:`di_check`). None when the plan journals nothing to check against."""
     from netmig.modes.centralized import verifier
 
     entry = plan.get("destinations")
     entry = entry.get(device) if isinstance(entry, Mapping) else None
     devices = plan.get("devices")
     role = devices.get(device) if isinstance(devices, Mapping) else None
-    if not isinstance(entry, Mapping) or not isinstance(role, Mapping) or "codec" not in role:
+    if not isinstance(entry, Mapping):
+        di_only = plan.get("di-only")
+        di = di_only.get(device) if isinstance(di_only, Mapping) else None
+        if isinstance(di, Mapping) and di.get("evidence") == "export-di" and isinstance(di.get("vm-id"), str):
+            return di_check(str(di["vm-id"]), migration_id)
+        return None
+    if not isinstance(role, Mapping) or "codec" not in role:
         return None
     codec = get_codec(str(role["codec"]))
     ctx = context_from_plan(entry)
@@ -105,3 +115,22 @@ def holding_check(plan: Mapping[str, object], device: str) -> Check | None:
     verify = verifier(codec, sent, ctx)
     wanted = codec.config_filter(ctx)
     return lambda session: verify(session.get_config("running", wanted))
+
+
+def di_check(vm_id: str, migration_id: str) -> Check:
+    """Whether a device holds learned state of ``vm_id``: it answers ``export-di`` with the entries it
+    holds for the VM (learned, and seeded ones its imports wrote, once committed); only the reply's
+    ``entry-count`` is read. No entry means it holds none of the migration's DI (a problem)."""
+    from netmig.modes.middle import MIGRATION_NS
+
+    def check(session: DeviceSession) -> list[str]:
+        op = element(MIGRATION_NS, "export-di")
+        sub(op, MIGRATION_NS, "migration-id", migration_id or "recovery")
+        sub(op, MIGRATION_NS, "vm-id", vm_id)
+        count = (text_of(session.rpc(op), MIGRATION_NS, "entry-count") or "").strip()
+        if not count.isdigit():
+            raise MalformedReplyError(session.device, f"export-di: bad entry-count {count!r}")
+        if int(count) == 0:
+            return [f"holds no learned state of {vm_id} (export-di: 0 entries)"]
+        return []
+    return check

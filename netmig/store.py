@@ -17,7 +17,7 @@ from typing import Protocol
 
 from netmig.errors import NetmigError
 
-__all__ = ["Blob", "SqliteStore", "StoreError", "TransferStore"]
+__all__ = ["Blob", "SqliteStore", "StoreError", "TransferStore", "drop_at", "location_of"]
 
 
 class StoreError(NetmigError):
@@ -118,4 +118,30 @@ class SqliteStore:
 
     def drop(self, migration_id: str) -> None:
         with self._lock:
-            self._db.execute("DELETE FROM di_blob WHERE migration_id = ?", (migration_id,))
+            try:
+                self._db.execute("DELETE FROM di_blob WHERE migration_id = ?", (migration_id,))
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: dropping the blobs of {migration_id}: {exc}") from exc
+
+
+def location_of(store: TransferStore) -> dict[str, str] | None:
+    """Where ``store`` keeps its blobs, for a journal plan (recovery drops a settled migration's blobs
+    there); None for a store another process cannot reopen (in memory, or not a :class:`SqliteStore`)."""
+    if isinstance(store, SqliteStore) and store.path != ":memory:":
+        return {"kind": "sqlite", "path": str(Path(store.path).resolve())}
+    return None
+
+
+def drop_at(location: object, migration_id: str) -> int:
+    """Drop ``migration_id``'s blobs from the store journaled as ``location`` (:func:`location_of`);
+    how many there were. A store file that no longer exists holds nothing (it is not created)."""
+    if not isinstance(location, dict) or location.get("kind") != "sqlite" \
+            or not isinstance(location.get("path"), str):
+        raise StoreError(f"unknown transfer store location {location!r}")
+    path = Path(location["path"])
+    if not path.exists():
+        return 0
+    with SqliteStore(path) as store:
+        held = len(store.devices(migration_id))
+        store.drop(migration_id)
+    return held

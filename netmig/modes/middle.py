@@ -27,13 +27,14 @@ from typing import TYPE_CHECKING
 
 from netmig.devicegate import holding
 from netmig.devices import handles_for, open_sessions, ssh_policy_for
-from netmig.errors import MalformedReplyError, TransactionError
-from netmig.feedback import MigrationResult, Outcome
+from netmig.errors import MalformedReplyError, NetmigError, RollbackIncompleteError, TransactionError
+from netmig.feedback import DeviceOutcome, MigrationResult, Outcome
 from netmig.model import PolicyKind
 from netmig.modes.centralized import DryRun, PreparedMigration, prepare
 from netmig.netconf.session import DeviceSession
 from netmig.options import MigrationOptions
-from netmig.store import Blob, SqliteStore, TransferStore
+from netmig.settings import SshPolicy
+from netmig.store import Blob, SqliteStore, TransferStore, location_of
 from netmig.topology.model import Topology
 from netmig.topology.resolve import MigrationPlan
 from netmig.transaction import DeviceChange, NetworkTransaction, StepHook
@@ -198,72 +199,38 @@ def run_middle(plan: MigrationPlan, topology: Topology, options: MigrationOption
     """Migrate in the middle mode; raises a TransactionError subclass when it fails.
 
     Blobs already in ``store`` for this migration (a coordinator restarted mid-way) are not exported
-    again. The store is emptied of this migration once it succeeded. With a ``recorder`` the migration
-    is journaled (begun after the read-only preparation): each stored export (digest and entry count,
-    never content) and every transaction step before it is taken, with its persist-id.
+    again. The store is emptied of this migration once it ended, succeeded or rolled back; the blobs stay
+    only while it is unfinished (RollbackIncompleteError, or the coordinator died). With a ``recorder``
+    the migration is journaled (begun after the read-only preparation): the store's location (recovery
+    drops the blobs of a migration it settles), each stored export (digest and entry count, never
+    content) and every transaction step before it is taken, with its persist-id.
     """
-    from netmig.journal import Step as JStep
     from netmig.journal_hook import modes_plan
 
     timings: dict[str, float] = {}
-    started = time.perf_counter()
     prepared = prepare(plan, topology, options, environ=environ, on_step=on_step, kinds=STATIC_KINDS)
     timings.update(prepared.timings_ms)
     ssh = ssh_policy_for(topology, options.ssh)
     routes = di_routes(plan)
-    if recorder is not None:
-        roles = {s: "source" for s, _ in routes} | {d: "destination" for _, d in routes}
-        names = sorted({c.endpoint.name for c in prepared.changes} | set(roles))
-        recorder.begin(names, modes_plan(prepared, handles_for((*plan.source_devices,
-                                                                 *plan.destination_devices), environ),
-                                         roles, options=options, ssh=ssh, persist_ids={}))
     own_store = store is None
     blobs_at: TransferStore = store if store is not None else default_store()
     try:
-        started = time.perf_counter()
-        sources = sorted({s for s, _ in routes} - set(blobs_at.devices(migration_id)))  # resume: keep stored
-        handles = handles_for(plan.source_devices, environ)
-        with open_sessions([handles[s] for s in sources], ssh=ssh, timeouts=options.timeouts) as sessions, \
-                ThreadPoolExecutor(max_workers=max(1, min(16, len(sources)))) as workers:
-            exported = dict(zip(sources, workers.map(
-                lambda s: _export(sessions[s], migration_id, plan.vm_id), sources), strict=True))
-        for source, blob in exported.items():
-            blobs_at.put(migration_id, source, blob)
-            if recorder is not None:
-                recorder.note(source, JStep.EXPORT, ok=True,
-                              detail={"sha256": blob.sha256, "entries": blob.entry_count,
-                                      "content-type": blob.content_type, "bytes": len(blob.data)})
-        timings["export"] = (time.perf_counter() - started) * 1000
-
-        imports: dict[str, list[Element]] = {}
-        for (source, destination), kinds in routes.items():
-            stored = blobs_at.get(migration_id, source)
-            if stored is None or stored.entry_count == 0:
-                continue
-            imports.setdefault(destination, []).append(import_op(
-                migration_id, plan.vm_id, source, stored, kinds, vm_port_of(plan, destination), plan,
-                options))
-        changes = [with_imports(c, imports.get(c.endpoint.name, ()), migration_id, plan.vm_id)
-                   for c in stage_changes(prepared, plan, sorted(imports), environ)]
-        started = time.perf_counter()
-        hook = recorder.stage("apply", on_step) if recorder is not None else None
-        txn = NetworkTransaction(changes, ssh=ssh, timeouts=options.timeouts, commit=options.commit,
-                                 on_step=hook or on_step)
-        if hook is not None:
-            hook.persist_ids = txn.persist_ids
-            hook.compensate_ids = txn.compensate_ids
+        if recorder is not None:
+            roles = {s: "source" for s, _ in routes} | {d: "destination" for _, d in routes}
+            names = sorted({c.endpoint.name for c in prepared.changes} | set(roles))
+            handles = handles_for((*plan.source_devices, *plan.destination_devices), environ)
+            recorder.begin(names, modes_plan(prepared, handles, roles, options=options, ssh=ssh,
+                                             persist_ids={}, store=location_of(blobs_at)))
         try:
-            with holding(c.endpoint for c in changes):  # queue with this process's other migrations
-                outcomes = txn.run()
-        except TransactionError as exc:
-            if hook is not None:
-                hook.results(exc.outcomes)
+            txn, outcomes = _move(prepared, plan, options, routes, blobs_at, timings,
+                                  migration_id=migration_id, ssh=ssh, environ=environ, on_step=on_step,
+                                  recorder=recorder)
+        except RollbackIncompleteError:
+            raise  # unfinished: recovery settles it and then drops the blobs (journaled store location)
+        except NetmigError:
+            _forget(blobs_at, migration_id)  # rolled back: nothing will import these blobs
             raise
-        if hook is not None and recorder is not None:
-            hook.results(outcomes)
-            recorder.applied = True
-        timings["apply"] = (time.perf_counter() - started) * 1000
-        blobs_at.drop(migration_id)
+        _forget(blobs_at, migration_id)
     finally:
         if own_store and isinstance(blobs_at, SqliteStore):
             blobs_at.close()
@@ -272,3 +239,63 @@ def run_middle(plan: MigrationPlan, topology: Topology, options: MigrationOption
     return MigrationResult(migration_id, plan.vm_id, options.mode.value, Outcome.SUCCESS, outcomes, moved,
                            (), timings, prepared.conflicts)
 
+
+def _forget(store: TransferStore, migration_id: str) -> None:
+    """Drop the migration's blobs now that it ended (succeeded or rolled back); a failure is logged."""
+    try:
+        store.drop(migration_id)
+    except NetmigError as exc:
+        log.warning("migration %s ended, but its DI blobs stay in the transfer store: %s", migration_id, exc)
+
+
+def _move(prepared: PreparedMigration, plan: MigrationPlan, options: MigrationOptions, routes: Routes,
+          blobs_at: TransferStore, timings: dict[str, float], *, migration_id: str, ssh: SshPolicy,
+          environ: Mapping[str, str] | None, on_step: StepHook | None,
+          recorder: MigrationRecorder | None) -> tuple[NetworkTransaction, tuple[DeviceOutcome, ...]]:
+    """Export the sources' blobs into the store (those not stored yet), then run the transaction that
+    takes the static edits and each destination's ``import-di``; the transaction and its outcomes."""
+    from netmig.journal import Step as JStep
+
+    started = time.perf_counter()
+    sources = sorted({s for s, _ in routes} - set(blobs_at.devices(migration_id)))  # resume: keep stored
+    handles = handles_for(plan.source_devices, environ)
+    with open_sessions([handles[s] for s in sources], ssh=ssh, timeouts=options.timeouts) as sessions, \
+            ThreadPoolExecutor(max_workers=max(1, min(16, len(sources)))) as workers:
+        exported = dict(zip(sources, workers.map(
+            lambda s: _export(sessions[s], migration_id, plan.vm_id), sources), strict=True))
+    for source, blob in exported.items():
+        blobs_at.put(migration_id, source, blob)
+        if recorder is not None:
+            recorder.note(source, JStep.EXPORT, ok=True,
+                          detail={"sha256": blob.sha256, "entries": blob.entry_count,
+                                  "content-type": blob.content_type, "bytes": len(blob.data)})
+    timings["export"] = (time.perf_counter() - started) * 1000
+
+    imports: dict[str, list[Element]] = {}
+    for (source, destination), kinds in routes.items():
+        stored = blobs_at.get(migration_id, source)
+        if stored is None or stored.entry_count == 0:
+            continue
+        imports.setdefault(destination, []).append(import_op(
+            migration_id, plan.vm_id, source, stored, kinds, vm_port_of(plan, destination), plan, options))
+    changes = [with_imports(c, imports.get(c.endpoint.name, ()), migration_id, plan.vm_id)
+               for c in stage_changes(prepared, plan, sorted(imports), environ)]
+    started = time.perf_counter()
+    hook = recorder.stage("apply", on_step) if recorder is not None else None
+    txn = NetworkTransaction(changes, ssh=ssh, timeouts=options.timeouts, commit=options.commit,
+                             on_step=hook or on_step)
+    if hook is not None:
+        hook.persist_ids = txn.persist_ids
+        hook.compensate_ids = txn.compensate_ids
+    try:
+        with holding(c.endpoint for c in changes):  # queue with this process's other migrations
+            outcomes = txn.run()
+    except TransactionError as exc:
+        if hook is not None:
+            hook.results(exc.outcomes)
+        raise
+    if hook is not None and recorder is not None:
+        hook.results(outcomes)
+        recorder.applied = True
+    timings["apply"] = (time.perf_counter() - started) * 1000
+    return txn, outcomes

@@ -7,7 +7,9 @@ netmig.journal_hook: write-ahead steps and the modes' notes: export, associate, 
 feedback). Then ``netmig recover`` runs in a new process, from the journal alone. Every device's running
 config and learned tables must then equal either the complete migration (a reference run of the same
 mode) or the state before it, the sources must be intact, no confirmed commit may be left pending (no
-device reverts later by its timer), and a second ``netmig recover`` finds nothing to do.
+device reverts later by its timer), the middle mode's transfer store holds none of the migration's blobs
+(recovery drops them from the store the journal names; the blobs are never read), and a second
+``netmig recover`` finds nothing to do.
 
 A second test per mode leaves ``netmig recover`` out: the next run of the same migration recovers the
 killed one at its start (rolled back), then migrates, and the devices end as after one clean run.
@@ -35,6 +37,7 @@ from lxml import etree
 from test_fault_matrix import two_site
 
 from netmig.journal import SqliteJournal, Step
+from netmig.store import SqliteStore
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "two-site"
 SITE_A = ("a-leaf1", "a-leaf2", "a-spine1", "a-fw1")
@@ -186,6 +189,12 @@ def netmig_recover(running: Any, tmp_path: Path) -> tuple[int, list[dict[str, An
     return done.returncode, json.loads(done.stdout or "null") or [], done.stderr
 
 
+def blobs(tmp_path: Path, migration_id: str) -> list[str]:
+    """The devices whose exported blob of ``migration_id`` the child's transfer store holds (not read)."""
+    with SqliteStore(tmp_path / "store.sqlite") as store:
+        return store.devices(migration_id)
+
+
 _references: dict[str, dict[str, Any]] = {}
 
 
@@ -204,6 +213,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory, schema_cache: Any) -> An
             with SqliteJournal(tmp / "journal.sqlite") as journal:
                 (record,) = journal.history()
             assert record.outcome == "success", record.summary
+            assert blobs(tmp, record.migration_id) == []  # a successful run drops what it stored
             counts: dict[str, int] = {}
             for s in record.steps:  # as the hook counts: write-ahead steps and notes, not results
                 if s.ok is None or s.step in _NOTES:
@@ -232,6 +242,8 @@ def test_sigkill_then_netmig_recover(mode: str, kill_at: str, tmp_path: Path, re
         assert record.mode == mode
         assert any(s.device == device and s.step.value == step for s in record.steps)
         past_point_of_no_return = any(s.step is Step.CONFIRM for s in record.steps)
+        if mode == "middle":  # every kill point is past the first stored export
+            assert blobs(tmp_path, record.migration_id), "the killed run stored no blob"
 
         code, reports, err = netmig_recover(running, tmp_path)
         assert code == 0, (reports, err[-3000:])
@@ -241,6 +253,7 @@ def test_sigkill_then_netmig_recover(mode: str, kill_at: str, tmp_path: Path, re
         with SqliteJournal(tmp_path / "journal.sqlite") as journal:
             sealed = journal.get(record.migration_id)
             assert sealed.finished and sealed.recovered and journal.unfinished() == []
+        assert blobs(tmp_path, record.migration_id) == [], "recovery left the migration's blobs behind"
 
         expected = ref["after"] if past_point_of_no_return else ref["before"]
         # transfers in flight when the coordinator died end within their own deadline: settle, then compare
@@ -279,5 +292,6 @@ def test_next_migration_recovers_the_killed_one_first(mode: str, kill_at: str, t
             assert journal.unfinished() == []
         assert (first.recovered, first.outcome) == (True, "rolled-back")
         assert (second.recovered, second.outcome) == (False, "success")
+        assert blobs(tmp_path, first.migration_id) == blobs(tmp_path, second.migration_id) == []
         assert state(running) == ref["after"]
         assert all(p is None for p in pending(running).values())
