@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -55,10 +56,24 @@ log = logging.getLogger(__name__)
 _DI_KINDS = tuple(k for k in PolicyKind if k.is_dynamic)
 
 
-def _content(entry: Any) -> Any:
-    """An entry with its timers cleared: what tells a changed entry from one that only aged."""
-    timers = getattr(entry, "TIMERS", ())
-    return dataclasses.replace(entry, **{t: None for t in timers}) if timers else entry
+_CONTENT_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _content_fields(entry_type: type) -> tuple[str, ...]:
+    """The fields of an entry type that are not timers (cached per type)."""
+    names = _CONTENT_FIELDS.get(entry_type)
+    if names is None:
+        timers = set(getattr(entry_type, "TIMERS", ()))
+        names = _CONTENT_FIELDS[entry_type] = tuple(f.name for f in dataclasses.fields(entry_type)
+                                                    if f.name not in timers)
+    return names
+
+
+def _content(entry: Any) -> tuple[Any, ...]:
+    """An entry's values without its timers: what tells a changed entry from one that only aged.
+
+    A plain tuple (no ``dataclasses.replace``, which would re-run the entry's validation)."""
+    return tuple(getattr(entry, name) for name in _content_fields(type(entry)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +159,10 @@ class Stage:
     def _updates(self, fresh: Mapping[str, VmBundle]) -> tuple[dict[str, DeviceChange], dict[str, int]]:
         """Per staged device: the edit adding what changed in the learned state, and its new verifier."""
         prepared, plan = self.prepared, self.prepared.plan
+        counts = {"added": 0, "removed": 0}
+        if all(di_delta(prepared.pulled[name], bundle).empty for name, bundle in fresh.items()
+               if name in prepared.pulled):
+            return {}, counts  # nothing learned or forgotten since the pre-copy: the staged change stands
         partners = {(d, PolicyKind(k.value)): dests for (d, k), dests in plan.partners.items()}
         rules = _rules_for(plan)
         merged = {name: _with_dynamic(bundle, {k.attr: fresh[name].entries(k) for k in _DI_KINDS})
@@ -151,7 +170,6 @@ class Stage:
         routed = translate(merged, partners, rules)
         staged = {c.endpoint.name for c in prepared.changes}
         updates: dict[str, DeviceChange] = {}
-        counts = {"added": 0, "removed": 0}
         for name, check in prepared.checks.items():
             now_there = routed.get(name)
             if now_there is None:
@@ -201,9 +219,12 @@ class Stage:
             raise
         try:
             outcomes: tuple[DeviceOutcome, ...] = self._txn.commit_staged(updates)
-        finally:
+        except BaseException:
             self._close()
+            raise
         ended = time.perf_counter()
+        # Confirmed everywhere: the VM may resume now. Closing the pooled sessions is not on its path.
+        threading.Thread(target=self._close, name=f"netmig-close-{self.id}").start()
         timings = dict(self.timings_ms)
         timings["suspension"] = (ended - started) * 1000
         timings["suspension.pull-state"] = (pulled_at - started) * 1000
