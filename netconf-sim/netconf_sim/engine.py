@@ -51,7 +51,7 @@ class DeviceEngine:
         # per datastore: the tree a filter index was built on and the index (dropped on every change)
         self._indexes: dict[str, tuple[Element, ListIndex]] = {}
         self.capabilities: list[str] = schema.module_capabilities()
-        self._callbacks: list[Callable[[Element], None]] = []
+        self._callbacks: list[Callable[[Element, list[str] | None], None]] = []
         if self.state_dir is not None:
             self.state_dir.mkdir(parents=True, exist_ok=True)
         initial = _as_data(initial_config) if initial_config is not None else data_root()
@@ -61,6 +61,9 @@ class DeviceEngine:
         if self._startup is None:
             self._startup = copy.deepcopy(self._running)
         stored_candidate = self._load("candidate")
+        # edits a swapped-in candidate still owes (see commit): applied on its first use
+        self._owed: list[tuple[Element, str, str]] | None = None
+        self._cand: Element
         self._candidate = stored_candidate if stored_candidate is not None else copy.deepcopy(self._running)
         self._dirty = stored_candidate is not None
         self._candidate_valid = not self._dirty
@@ -122,6 +125,21 @@ class DeviceEngine:
         index = ListIndex()
         self._indexes[store] = (tree, index)
         return index
+
+    @property
+    def _candidate(self) -> Element:
+        """The candidate tree; a commit's swap leaves it owing the committed edits, applied here."""
+        if self._owed is not None:
+            edits, self._owed = self._owed, None
+            self._changed("candidate")
+            if not self._replay_on(self._cand, edits):
+                self._cand = copy.deepcopy(self._running)
+        return self._cand
+
+    @_candidate.setter
+    def _candidate(self, tree: Element) -> None:
+        self._owed = None
+        self._cand = tree
 
     def _changed(self, store: str) -> None:
         """A datastore's tree is about to change in place: its filter index is stale."""
@@ -275,29 +293,36 @@ class DeviceEngine:
         if not self._dirty:
             return []
         self.validate("candidate")
-        if self._replay is not None and self._sync_running(self._replay):
-            pass
+        committed = self._candidate
+        if self._replay is not None:
+            # Swap: the validated candidate becomes running as it is (no copy, no replay on the commit's
+            # path); the old running becomes the candidate and owes it the same edits, replayed on its
+            # first use (the next edit or read of the candidate, usually the next migration's).
+            old_running, owed = self._running, self._replay
+            self._running = committed
+            self._candidate = old_running
+            self._owed = owed
         else:
-            self._running = self._candidate
+            self._running = committed
             self._candidate = copy.deepcopy(self._running)
+        self._changed("running")
         self._replay = []
         changed = list(dict.fromkeys(self._pending_paths))
         self._pending_paths = []
         self._dirty = False
         self._persist("running", self._running)
         self._persist_candidate()
-        self._notify()
+        self._notify(changed)
         return changed
 
-    def _sync_running(self, edits: list[tuple[Element, str, str]]) -> bool:
-        """Replay the candidate's edits on running (cheap for small edits); False if that fails."""
-        self._changed("running")
+    def _replay_on(self, tree: Element, edits: list[tuple[Element, str, str]]) -> bool:
+        """Apply ``edits`` (each once applied to the candidate) to ``tree``; False if that fails."""
         try:
             for config, default_operation, error_option in edits:
-                apply_edit(self._running, config, self.schema, default_operation=default_operation,
+                apply_edit(tree, config, self.schema, default_operation=default_operation,
                            error_option=error_option)
         except SimRpcError:
-            log.warning("%s: replaying edits on running failed; copying the candidate", self.name)
+            log.warning("%s: replaying committed edits failed; copying running", self.name)
             return False
         return True
 
@@ -347,13 +372,14 @@ class DeviceEngine:
             raise SimRpcError("rpc", "invalid-value", message=f"no schema {wanted}")
         return text
 
-    def on_commit(self, cb: Callable[[Element], None]) -> None:
-        """Call ``cb(running)`` after every commit and restore."""
+    def on_commit(self, cb: Callable[[Element, list[str] | None], None]) -> None:
+        """Call ``cb(running, changed)`` after every commit (``changed``: the paths the commit changed)
+        and restore (``changed`` None: anything may have changed)."""
         self._callbacks.append(cb)
 
-    def _notify(self) -> None:
+    def _notify(self, changed: list[str] | None = None) -> None:
         for cb in self._callbacks:
-            cb(self._running)
+            cb(self._running, changed)
 
 
 def _as_data(tree: Element) -> Element:

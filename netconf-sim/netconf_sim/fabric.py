@@ -134,7 +134,7 @@ class Fabric:
                               operational=profile.operational_hook(tables), initial_config=initial)
         seeded_hook = profile.commit_hook(tables)
         engine.on_commit(seeded_hook)
-        seeded_hook(engine.running_view())  # seeded DI committed in an earlier run
+        seeded_hook(engine.running_view(), None)  # seeded DI committed in an earlier run
         runtime = DeviceRuntime(engine, name=dev.name)
         if dev.nacm is not None:
             runtime.nacm = Nacm(dev.nacm, schema, {u.username: u.groups for u in dev.accounts})

@@ -127,16 +127,36 @@ class Profile:
 
         return hook
 
-    def commit_hook(self, tables: LearnedTables) -> Callable[[Element], None]:
-        """The engine's on_commit callback: merge committed seeded DI into the learned tables."""
+    def commit_hook(self, tables: LearnedTables) -> Callable[[Element, list[str] | None], None]:
+        """The engine's on_commit callback: merge committed seeded DI into the learned tables (parsed
+        again only when the commit changed the seeded container, or may have: ``changed`` None)."""
         top, sub = ("dynamic-info", "seeded") if self.flavour == "ietf" else ("acme-fabric", "preload")
         ns = self.namespace
 
-        def hook(running: Element) -> None:
+        def hook(running: Element, changed: list[str] | None = None) -> None:
+            if changed is not None and not _touches(changed, top, sub):
+                return
             container = running.find(f"{{{ns}}}{top}/{{{ns}}}{sub}")
             tables.set_seeded(parse_seeded(container, ns, self.seeded_shapes, self.learns))
 
         return hook
+
+
+def _touches(paths: list[str], top: str, sub: str) -> bool:
+    """Whether any of an edit's changed paths (``/prefix:top/prefix:sub[...]/...``; ``/`` for a whole
+    datastore) is the container ``top/sub``, inside it, or one of its ancestors."""
+    def local(step: str) -> str:
+        return step.split("[", 1)[0].rsplit(":", 1)[-1]
+
+    for path in paths:
+        steps = path.lstrip("/").split("/", 2)
+        if not steps[0]:
+            return True  # "/": the whole datastore
+        if local(steps[0]) != top:
+            continue
+        if len(steps) == 1 or local(steps[1]) == sub:
+            return True
+    return False
 
 
 def populate(tables: LearnedTables, vm: VmSeed) -> None:

@@ -50,7 +50,7 @@ def test_running_is_not_writable(schema: Schema) -> None:
 def test_edit_commit_persist_and_reload(schema: Schema, tmp_path: Path) -> None:
     eng = engine(schema, tmp_path)
     seen: list[dict[str, str]] = []
-    eng.on_commit(lambda running: seen.append(sizes(running)))
+    eng.on_commit(lambda running, _changed: seen.append(sizes(running)))
     eng.edit_config("candidate", cfg("<item><name>b</name><size>2</size></item>"))
     assert eng.candidate_dirty()
     assert sizes(eng.get_config("running")) == {"a": "1"}
@@ -175,7 +175,7 @@ def test_snapshot_restore(schema: Schema) -> None:
     eng = engine(schema, None)
     snap = eng.snapshot_running()
     calls: list[int] = []
-    eng.on_commit(lambda _r: calls.append(1))
+    eng.on_commit(lambda _r, _changed: calls.append(1))
     eng.edit_config("candidate", cfg("<item><name>b</name></item>"))
     eng.commit()
     eng.restore_running(snap)
@@ -229,3 +229,24 @@ def test_small_commit_on_a_thousand_entries_is_cheap(tmp_path: Path) -> None:
         timings.append(time.perf_counter() - started)
     assert min(timings[1:]) < 0.05
     assert sum(1 for _ in eng.get_config("running").iter(f"{{{ACL}}}ace")) == 1006
+
+
+def test_commit_swap_candidate_catches_up_and_reports_changed_paths(schema: Schema, tmp_path: Path) -> None:
+    """A commit makes the validated candidate running without a copy; the old running becomes the
+    candidate and owes it the committed edits, applied on its first use: candidate == running after,
+    and edits after that touch the candidate only."""
+    eng = engine(schema, tmp_path)
+    seen: list[list[str] | None] = []
+    eng.on_commit(lambda _running, changed: seen.append(changed))
+    eng.edit_config("candidate", cfg("<item><name>b</name><size>2</size></item>"))
+    eng.commit()
+    assert seen and seen[-1] and all(p.startswith("/") for p in seen[-1])
+    assert sizes(eng.get_config("running")) == {"a": "1", "b": "2"}
+    assert sizes(eng.get_config("candidate")) == {"a": "1", "b": "2"}
+    eng.edit_config("candidate", cfg("<item><name>c</name><size>3</size></item>"))
+    assert sizes(eng.get_config("running")) == {"a": "1", "b": "2"}
+    assert sizes(eng.get_config("candidate")) == {"a": "1", "b": "2", "c": "3"}
+    eng.discard_changes()
+    assert sizes(eng.get_config("candidate")) == {"a": "1", "b": "2"}
+    eng.commit()  # nothing to commit: no callback
+    assert len(seen) == 1
