@@ -129,15 +129,27 @@ def drop_duplicate_entries(data: Element) -> Element:
     stack = [data]
     while stack:
         el = stack.pop()
-        seen: set[bytes] = set()
+        # siblings grouped by a cheap signature (tag and leaf children); only siblings that share one
+        # (copies, or entries differing below their leaves) are compared canonically
+        kept: dict[tuple[object, ...], list[tuple[Element, bytes | None]]] = {}
         for kid in list(el):
-            if not isinstance(kid.tag, str):
+            if not isinstance(kid.tag, str) or not len(kid):
                 continue
-            if len(kid):
+            sig = (kid.tag, *((g.tag, g.text) for g in kid if not len(g)))
+            group = kept.setdefault(sig, [])
+            if group:
                 key = etree.tostring(kid, method="c14n")
-                if key in seen:
-                    el.remove(kid)
-                    continue
-                seen.add(key)
-                stack.append(kid)
+                for i, (other, other_key) in enumerate(group):
+                    if other_key is None:
+                        other_key = etree.tostring(other, method="c14n")
+                        group[i] = (other, other_key)
+                    if other_key == key:
+                        el.remove(kid)
+                        break
+                else:
+                    group.append((kid, key))
+                    stack.append(kid)
+                continue
+            group.append((kid, None))
+            stack.append(kid)
     return data
