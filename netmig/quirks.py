@@ -129,14 +129,14 @@ def drop_duplicate_entries(data: Element) -> Element:
     stack = [data]
     while stack:
         el = stack.pop()
-        # siblings grouped by a cheap signature (tag and leaf children); only siblings that share one
-        # (copies, or entries differing below their leaves) are compared canonically
-        kept: dict[tuple[object, ...], list[tuple[Element, bytes | None]]] = {}
+        # copies share their tag and first child (a list entry's first key); only siblings that share
+        # both are compared canonically
+        firsts: dict[tuple[object, object, object], list[tuple[Element, bytes | None]]] = {}
         for kid in list(el):
             if not isinstance(kid.tag, str) or not len(kid):
                 continue
-            sig = (kid.tag, *((g.tag, g.text) for g in kid if not len(g)))
-            group = kept.setdefault(sig, [])
+            head = kid[0]
+            group = firsts.setdefault((kid.tag, head.tag, head.text), [])
             if group:
                 key = etree.tostring(kid, method="c14n")
                 for i, (other, other_key) in enumerate(group):
