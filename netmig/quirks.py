@@ -6,13 +6,15 @@ profile's fields and nothing else, so a new server with known oddities needs a n
 ``if`` statements (docs/interop.md lists the measured behaviour behind each field).
 
 Also here: the bounded wait on ``in-use`` / ``lock-denied`` a device answers while another session's
-confirmed commit is pending (:class:`BusyRetry`), and :func:`drop_duplicate_entries`, which removes
+lock or confirmed commit holds it (:class:`BusyRetry`: one call retried, or a whole multi-device attempt
+given back and started over), and :func:`drop_duplicate_entries`, which removes
 the identical list entries a subtree filter with several selections for one list can produce.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -92,12 +94,14 @@ class BusyRetry:
     min_interval_s: float = 0.5
 
     def interval_s(self, quirks: QuirkProfile) -> float:
-        return max(self.min_interval_s, quirks.confirmed_timer_needs_quiet_s + 0.5)
+        quiet = quirks.confirmed_timer_needs_quiet_s
+        return max(self.min_interval_s, quiet + 0.5) if quiet else self.min_interval_s
 
     def run(self, quirks: QuirkProfile, action: Callable[[], T], *, what: str = "",
-            abort: Callable[[], bool] | None = None) -> T:
-        """``action()``, retried on a busy rpc-error while the profile says the device blocks."""
-        if not quirks.commit_blocked_while_confirm_pending:
+            abort: Callable[[], bool] | None = None, always: bool = False) -> T:
+        """``action()``, retried on a busy rpc-error while the profile says the device blocks (or
+        ``always``: e.g. a candidate lock, which another session's lock blocks on every server)."""
+        if not (always or quirks.commit_blocked_while_confirm_pending):
             return action()
         deadline = time.monotonic() + self.max_wait_s
         interval = self.interval_s(quirks)
@@ -116,6 +120,35 @@ class BusyRetry:
                     raise
                 log.info("%s: device busy (%s), retrying in %.1f s", what, tag, interval)
                 time.sleep(interval)
+
+    def again(self, attempt: Callable[[], T], *, busy: Callable[[Exception], bool], what: str = "",
+              first_pause_s: float = 0.05, max_pause_s: float = 1.0) -> T:
+        """``attempt()`` as a whole, repeated while it failed only because another coordinator held a
+        device (``busy(exc)``), after a jittered pause that doubles each time, for ``max_wait_s`` in all;
+        then the last error is raised.
+
+        For work that takes several devices: ``attempt`` must give back everything it took (locks,
+        pending confirmed commits) before it raises, so two coordinators that each hold part of the
+        other's devices never wait on each other; the jitter lets one of them through first.
+        """
+        deadline = time.monotonic() + self.max_wait_s
+        pause = first_pause_s
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                return attempt()
+            except Exception as exc:
+                left = deadline - time.monotonic()
+                if not busy(exc) or left <= 0:
+                    if attempts > 1:
+                        log.warning("%s: gave up after %d attempts in %.1f s", what, attempts,
+                                    self.max_wait_s - left)
+                    raise
+                nap = min(left, pause * random.uniform(0.5, 1.0))
+                log.info("%s: a device is busy (%s); starting over in %.2f s", what, exc, nap)
+                time.sleep(nap)
+                pause = min(pause * 2, max_pause_s)
 
 
 def drop_duplicate_entries(data: Element) -> Element:

@@ -231,6 +231,9 @@ class DeviceRuntime:
             raise _error("invalid-value", "persist needs confirmed", info={"bad-element": "persist"})
         pending = self.pending
         if pending is not None:
+            if confirmed and persist_id is None and pending.owner != sid:  # a new change, not a follow-up:
+                raise _error("in-use", f"a confirmed commit of session {pending.owner} is pending",  # wait
+                             info={"session-id": str(pending.owner)})
             self._check_may_settle(pending, sid, persist_id)
         elif persist_id is not None:
             raise _error("invalid-value", "no confirmed commit is pending for this persist-id",

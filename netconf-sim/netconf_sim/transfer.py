@@ -16,6 +16,7 @@ import asyncio
 import base64
 import hashlib
 import logging
+import random
 import time
 from types import TracebackType
 
@@ -42,7 +43,10 @@ __all__ = ["PeerClient", "TransferError", "run_job"]
 log = logging.getLogger(__name__)
 
 RPC_TIMEOUT_S = 30.0
-LOCK_WAIT_S = 30.0
+# How long a transfer waits for a peer's candidate another session holds: well inside netmig's default
+# feedback deadline (30 s), so a device that gives up still reports fail, with the reason, in time.
+LOCK_WAIT_S = 20.0
+_BUSY_TAGS = frozenset({"lock-denied", "in-use", "resource-denied"})
 
 
 class TransferError(Exception):
@@ -159,16 +163,23 @@ def _datastore_op(name: str, param: str) -> Element:
     return el
 
 
-async def _lock(client: PeerClient) -> None:
-    deadline = time.monotonic() + LOCK_WAIT_S
+async def _lock(client: PeerClient, wait_s: float = LOCK_WAIT_S) -> None:
+    """Lock the peer's candidate; while another session holds it (another coordinator staging, another
+    device importing) retry with jittered backoff for ``wait_s``, then fail naming the device."""
+    deadline = time.monotonic() + wait_s
+    delay = 0.02
     while True:
         try:
             await client.rpc(_datastore_op("lock", "target"))
             return
         except TransferError as exc:
-            if exc.tag not in ("lock-denied", "in-use", "resource-denied") or time.monotonic() > deadline:
+            if exc.tag not in _BUSY_TAGS:
                 raise
-        await asyncio.sleep(0.01)
+            if time.monotonic() + delay > deadline:
+                raise TransferError(f"{client.name}: candidate held by another session for more than "
+                                    f"{wait_s:g} s (another migration?): {exc}", exc.tag) from exc
+        await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+        delay = min(delay * 2, 0.5)
 
 
 async def import_and_commit(client: PeerClient, job: Associate, *, source: str, destination: str,

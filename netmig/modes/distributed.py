@@ -32,7 +32,13 @@ from typing import TYPE_CHECKING
 
 from netmig.devicegate import holding
 from netmig.devices import DeviceHandle, handles_for, open_sessions, ssh_policy_for
-from netmig.errors import DeviceError, MigrationRolledBackError, NetmigError, RollbackIncompleteError
+from netmig.errors import (
+    DeviceError,
+    MigrationRolledBackError,
+    NetmigError,
+    RollbackIncompleteError,
+    RpcError,
+)
 from netmig.feedback import DeviceOutcome, DevicePhase, MigrationResult, Outcome
 from netmig.modes.centralized import prepare
 from netmig.modes.middle import (
@@ -44,9 +50,10 @@ from netmig.modes.middle import (
     vm_port_of,
     withdraw_op,
 )
-from netmig.modes.settle import Settler, persist_id_for
+from netmig.modes.settle import Settler, persist_id_for, settle
 from netmig.netconf.session import DeviceSession
 from netmig.options import MigrationOptions
+from netmig.quirks import BUSY_TAGS, BusyRetry
 from netmig.topology.model import Topology
 from netmig.topology.resolve import MigrationPlan
 from netmig.transaction import DeviceChange, StepHook
@@ -58,6 +65,10 @@ if TYPE_CHECKING:
 __all__ = ["Report", "persist_id_for", "run_distributed"]
 
 log = logging.getLogger(__name__)
+
+# How long one staging attempt waits for a candidate another coordinator holds before it gives back what
+# it staged and starts over; options.timeouts.busy_wait_s bounds the whole wait.
+LOCK_ATTEMPT_WAIT_S = 2.0
 
 
 @dataclass(slots=True)
@@ -115,34 +126,57 @@ def _associate(plan: MigrationPlan, options: MigrationOptions, handles: Mapping[
 
 
 def _stage(session: DeviceSession, change: DeviceChange, persist: str, options: MigrationOptions,
-           recorder: MigrationRecorder | None = None) -> None:
+           recorder: MigrationRecorder | None = None, lock_wait: BusyRetry | None = None) -> None:
     """Static edit (possibly empty) + commit confirmed with the derived persist-id; unlocked afterwards.
 
+    A candidate another session holds is waited for by ``lock_wait`` (default: not at all). When the
+    edit or the commit fails (e.g. ``in-use``: another migration's confirmed commit is pending) the
+    candidate is discarded and unlocked before the error is raised, so the device is left to others.
     With a ``recorder`` each step is journaled before it is taken (the commit with its persist-id)."""
     from netmig.journal import Step as JStep
 
     name = change.endpoint.name
+    quirks = change.endpoint.quirks
 
     def step(kind: JStep, persist_id: str | None = None) -> None:
         if recorder is not None:
             recorder.step(name, kind, persist_id=persist_id, stage="apply")
 
     step(JStep.LOCK)
-    with session.locked("candidate"):
+    (lock_wait or BusyRetry(0)).run(quirks, lambda: session.lock("candidate"), what=f"{name}: lock",
+                                    always=lock_wait is not None)
+    try:
         step(JStep.DISCARD)
         session.discard_changes()
         if len(change.edit):
             step(JStep.EDIT)
             session.edit_config("candidate", change.edit)
-            if change.endpoint.quirks.validate in ("candidate", "inline"):
+            if quirks.validate in ("candidate", "inline"):
                 step(JStep.VALIDATE)
-            if change.endpoint.quirks.validate == "candidate":
+            if quirks.validate == "candidate":
                 session.validate("candidate")
-            elif change.endpoint.quirks.validate == "inline":
+            elif quirks.validate == "inline":
                 session.validate(change.edit)
         step(JStep.COMMIT_CONFIRMED, persist)
         session.commit(confirmed=True, timeout_s=options.commit.confirm_timeout_s, persist=persist)
-        step(JStep.UNLOCK)
+    except NetmigError:
+        for undo in (session.discard_changes, lambda: session.unlock("candidate")):
+            try:
+                undo()
+            except NetmigError as exc:
+                log.warning("%s: releasing the candidate after a failed stage: %s", name, exc)
+        raise
+    step(JStep.UNLOCK)
+    session.unlock("candidate")
+
+
+def _busy(exc: NetmigError) -> bool:
+    """Whether ``exc`` says another session holds the device (its lock or its pending confirmed commit)."""
+    return isinstance(exc, RpcError) and exc.tag in BUSY_TAGS
+
+
+class _HeldElsewhere(Exception):
+    """Every failed stage met a device another coordinator holds; all staged devices were given back."""
 
 
 def _listen(session: DeviceSession, report: Report, migration_id: str, deadline: float,
@@ -222,19 +256,46 @@ def run_distributed(plan: MigrationPlan, topology: Topology, options: MigrationO
             sessions[name].create_subscription()
         started = time.perf_counter()
         staged: list[str] = []
+        cancelled: list[str] = []  # staged by an attempt that met a busy device, then given back
         failures: dict[str, str] = {}
+        errors: dict[str, NetmigError] = {}
+        busy = BusyRetry(options.timeouts.busy_wait_s)
+        lock_wait = BusyRetry(min(LOCK_ATTEMPT_WAIT_S, busy.max_wait_s), min_interval_s=0.05)
 
         def stage(name: str) -> None:
             try:
-                _stage(sessions[name], changes[name], persist_id_for(migration_id, name), options, recorder)
+                _stage(sessions[name], changes[name], persist_id_for(migration_id, name), options, recorder,
+                       lock_wait)
                 staged.append(name)
             except NetmigError as exc:
-                failures[name] = str(exc)
+                failures[name], errors[name] = str(exc), exc
                 if recorder is not None:
                     recorder.note(name, JStep.COMMIT_CONFIRMED, ok=False, detail={"error": str(exc)})
 
-        with ThreadPoolExecutor(max_workers=max(1, min(16, len(changes)))) as workers:
-            list(workers.map(stage, sorted(changes)))
+        def stage_all() -> None:
+            """Stage every destination; when only busy devices failed, cancel what was staged (so the
+            other coordinator is not kept waiting on us) and raise for BusyRetry.again to start over."""
+            staged.clear()
+            failures.clear()
+            errors.clear()
+            with ThreadPoolExecutor(max_workers=max(1, min(16, len(changes)))) as workers:
+                list(workers.map(stage, sorted(changes)))
+            if not errors or not all(_busy(e) for e in errors.values()):
+                return
+            undone = settle(sessions, sorted(staged), migration_id, confirm=False, recorder=recorder)
+            for name in [n for n in staged if n not in undone]:
+                staged.remove(name)
+                cancelled.append(name)
+            if not undone:
+                raise _HeldElsewhere(sorted(errors))
+            failures.update(undone)  # not given back: settled below like any failure
+
+        try:
+            busy.again(stage_all, busy=lambda exc: isinstance(exc, _HeldElsewhere),
+                       what=f"migration {migration_id}: stage")
+        except _HeldElsewhere:
+            held_for = f"held by another session for more than {busy.max_wait_s:g} s (another migration?)"
+            failures = {n: f"{e} ({held_for})" for n, e in failures.items()}
         timings["stage"] = (time.perf_counter() - started) * 1000
         reports: dict[str, Report] = {}
         if not failures:
@@ -302,7 +363,7 @@ def run_distributed(plan: MigrationPlan, topology: Topology, options: MigrationO
         ok = not failures and name not in settle_errors
         phase = settler.phases.get(name) or (
             DevicePhase.CONFIRMED if ok else DevicePhase.ROLLBACK_FAILED if name in settle_errors
-            else DevicePhase.ROLLED_BACK if name in staged else DevicePhase.DISCARDED)
+            else DevicePhase.ROLLED_BACK if name in staged or name in cancelled else DevicePhase.DISCARDED)
         said = (failures.get(name) or settle_errors.get(name), *settler.notes.get(name, ()))
         error = "; ".join(e for e in said if e) or None
         outcomes[name] = DeviceOutcome(name, phase, ok, error)
@@ -325,7 +386,8 @@ def run_distributed(plan: MigrationPlan, topology: Topology, options: MigrationO
         if settle_errors:
             raise RollbackIncompleteError("confirming commit failed", sorted(settle_errors), result)
         tail = f" (silent: {', '.join(silent)})" if silent else ""
-        raise MigrationRolledBackError(f"migration rolled back on {len(staged)} device(s): {what}{tail}",
+        undone = len(set(staged) | set(cancelled))
+        raise MigrationRolledBackError(f"migration rolled back on {undone} device(s): {what}{tail}",
                                        result)
     moved = dict(prepared.moved)
     for report in reports.values():

@@ -8,6 +8,8 @@ destination devices the partner map names (one blob to several destinations, sev
 network-wide transaction, right after the static edit and under the same candidate lock, each destination
 gets ``import-di``: the device checks support and conflicts, translates the blob into its own model and
 writes it to its candidate, so the confirmed commit (and a rollback) covers it like everything else.
+A device another coordinator holds is waited for with the bounded :class:`~netmig.quirks.BusyRetry`:
+the transaction is rolled back and started over until ``busy_wait_s``.
 
 The blob path (this module and :mod:`netmig.store`) imports no codec and no model: it moves bytes, a
 content type and a digest, names kinds only as the partner map's strings, and builds its RPCs with
@@ -27,12 +29,20 @@ from typing import TYPE_CHECKING
 
 from netmig.devicegate import holding
 from netmig.devices import handles_for, open_sessions, ssh_policy_for
-from netmig.errors import MalformedReplyError, NetmigError, RollbackIncompleteError, TransactionError
+from netmig.errors import (
+    MalformedReplyError,
+    MigrationRolledBackError,
+    NetmigError,
+    RollbackIncompleteError,
+    TransactionError,
+)
 from netmig.feedback import DeviceOutcome, MigrationResult, Outcome
 from netmig.model import PolicyKind
 from netmig.modes.centralized import DryRun, PreparedMigration, prepare
 from netmig.netconf.session import DeviceSession
 from netmig.options import MigrationOptions
+from netmig.patience import PatientSessionFactory, patient_sessions
+from netmig.quirks import BusyRetry
 from netmig.settings import SshPolicy
 from netmig.store import Blob, SqliteStore, TransferStore, location_of
 from netmig.topology.model import Topology
@@ -52,6 +62,9 @@ log = logging.getLogger(__name__)
 MIGRATION_NS = "urn:netmig:yang:netmig-migration"
 STATIC_KINDS = frozenset(k for k in PolicyKind if not k.is_dynamic)
 _DI_KINDS = frozenset(k.value for k in PolicyKind if k.is_dynamic)
+# How long one attempt waits for a candidate another coordinator holds before it releases every lock it
+# got and starts over (as the centralized mode does); options.timeouts.busy_wait_s bounds the whole wait.
+LOCK_ATTEMPT_WAIT_S = 2.0
 
 # (source device, destination device) -> DI kinds the destination takes from that source's blob
 Routes = Mapping[tuple[str, str], tuple[str, ...]]
@@ -282,18 +295,35 @@ def _move(prepared: PreparedMigration, plan: MigrationPlan, options: MigrationOp
                for c in stage_changes(prepared, plan, sorted(imports), environ)]
     started = time.perf_counter()
     hook = recorder.stage("apply", on_step) if recorder is not None else None
-    txn = NetworkTransaction(changes, ssh=ssh, timeouts=options.timeouts, commit=options.commit,
-                             on_step=hook or on_step)
-    if hook is not None:
-        hook.persist_ids = txn.persist_ids
-        hook.compensate_ids = txn.compensate_ids
-    try:
-        with holding(c.endpoint for c in changes):  # queue with this process's other migrations
-            outcomes = txn.run()
-    except TransactionError as exc:
+    busy = BusyRetry(options.timeouts.busy_wait_s)
+    txn: NetworkTransaction | None = None
+    factory: PatientSessionFactory | None = None
+
+    def attempt() -> tuple[DeviceOutcome, ...]:
+        """One transaction; a candidate another coordinator holds is waited for briefly, then every
+        lock is released (the transaction rolls back) and BusyRetry.again starts over."""
+        nonlocal txn, factory
+        patience = min(LOCK_ATTEMPT_WAIT_S, busy.max_wait_s)
+        factory = patient_sessions(ssh, options.timeouts, max_wait_s=patience)
+        txn = NetworkTransaction(changes, ssh=ssh, timeouts=options.timeouts, commit=options.commit,
+                                 on_step=hook or on_step, session_factory=factory)
         if hook is not None:
-            hook.results(exc.outcomes)
-        raise
+            hook.persist_ids = txn.persist_ids
+            hook.compensate_ids = txn.compensate_ids
+        try:
+            return txn.run()
+        except TransactionError as exc:
+            if hook is not None:
+                hook.results(exc.outcomes)
+            raise
+
+    def held_elsewhere(exc: Exception) -> bool:
+        return isinstance(exc, MigrationRolledBackError) and factory is not None and factory.busy
+
+    with holding(c.endpoint for c in changes):  # queue with this process's other migrations
+        outcomes = busy.again(attempt, busy=held_elsewhere, what=f"migration {migration_id}")
+    if txn is None:  # pragma: no cover - again() ran attempt() at least once
+        raise RuntimeError("no transaction ran")
     if hook is not None and recorder is not None:
         hook.results(outcomes)
         recorder.applied = True
