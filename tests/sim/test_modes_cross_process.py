@@ -53,7 +53,8 @@ sys.exit(cli.main(sys.argv[7:]))
 """
 
 
-def _together(running: Any, tmp_path: Path, mode: Mode, busy_wait_s: float) -> list[subprocess.CompletedProcess[str]]:
+def _together(running: Any, tmp_path: Path, mode: Mode,
+              busy_wait_s: float) -> list[subprocess.CompletedProcess[str]]:
     """Both migrations in two child processes released at the same moment; their completed processes."""
     fabric = running.fabric
     env = {k: v for k, v in os.environ.items() if not k.startswith("NETMIG_SIM_PASSWORD")}
@@ -92,7 +93,9 @@ def _quiet(running: Any) -> None:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_two_processes_serialize_and_both_move(tmp_path: Path, mode: Mode) -> None:
-    """Both succeed; the devices end as after the two migrations one after the other."""
+    """Both succeed; the devices end as after the two migrations one after the other. The first
+    confirming commit on b-leaf1 is held back 2 s, so the other process surely meets b-leaf1 busy
+    (its lock, or its pending confirmed commit) and has to wait rather than fail."""
     names = (*SITE_A, *SITE_B)
     with lab(tmp_path) as running:
         for vm, source, destination, _ in JOBS:
@@ -100,7 +103,10 @@ def test_two_processes_serialize_and_both_move(tmp_path: Path, mode: Mode) -> No
         sequential = running_configs(running, names)
     with lab(tmp_path) as running:
         before = running_configs(running, names)
+        running.fabric.device("b-leaf1").faults.add(
+            FaultRule("latency", operation="confirming-commit", nth=1, delay_s=2.0))
         done = _together(running, tmp_path, mode, busy_wait_s=60)
+        assert running.fabric.device("b-leaf1").faults.fired, "the held-back confirm never happened"
         for proc in done:
             assert proc.returncode == 0, f"{mode.value}: exit {proc.returncode}: {proc.stderr.strip()}"
             assert "SUCCESS" in proc.stdout, proc.stdout
