@@ -19,6 +19,12 @@ reported success, netmig verifies the static part and confirms each destination;
 confirmed commit everywhere (the devices would roll back by themselves at the confirm timeout anyway).
 A confirming commit that fails for good after others confirmed makes :mod:`netmig.modes.settle` give
 every destination back: the confirmed ones are compensated (static undo + ``withdraw-di``).
+
+Another coordinator's migration holds a shared destination while its confirmed commit is pending: our
+stage there is refused (``in-use``) or its lock is held. Then everything this attempt staged is cancelled
+(so the two never wait on each other) and staging starts over after a jittered pause
+(:meth:`netmig.quirks.BusyRetry.again`), until ``options.timeouts.busy_wait_s``; past it the migration
+fails naming the busy devices, with nothing staged left behind.
 """
 
 from __future__ import annotations
