@@ -61,8 +61,10 @@ class PatientSession(DeviceSession):
 class PatientSessionFactory:
     """A transaction session factory whose sessions wait (briefly) for a busy candidate lock.
 
-    ``busy`` tells afterwards whether any session gave up on a busy lock, so the caller can roll the
-    whole transaction back (releasing the locks it got: no deadlock between two migrations) and retry.
+    ``busy`` tells afterwards whether any session gave up on a busy lock, or had a commit refused with
+    ``in-use`` (another coordinator's persistent confirmed commit is pending there, e.g. a d-push or
+    d-pull migration's, which holds the device without its lock), so the caller can roll the whole
+    transaction back (releasing the locks it got: no deadlock between two migrations) and retry.
     """
 
     def __init__(self, ssh: SshPolicy, timeouts: Timeouts, *, max_wait_s: float = 30.0) -> None:
@@ -78,6 +80,16 @@ class PatientSessionFactory:
                     super().lock(target)
                 except DeviceBusyError:
                     factory.busy = True
+                    raise
+
+            def commit(self, *, confirmed: bool = False, timeout_s: int | None = None,
+                       persist: str | None = None, persist_id: str | None = None) -> None:
+                try:
+                    super().commit(confirmed=confirmed, timeout_s=timeout_s, persist=persist,
+                                   persist_id=persist_id)
+                except RpcError as exc:
+                    if exc.tag == "in-use" and persist_id is None:  # not our own confirm: someone else's
+                        factory.busy = True
                     raise
         return _Session(endpoint, ssh=self.ssh, timeouts=self.timeouts, max_wait_s=self.max_wait_s)
 

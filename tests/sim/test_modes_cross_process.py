@@ -53,9 +53,11 @@ sys.exit(cli.main(sys.argv[7:]))
 """
 
 
-def _together(running: Any, tmp_path: Path, mode: Mode,
+def _together(running: Any, tmp_path: Path, mode: Mode | tuple[Mode, Mode],
               busy_wait_s: float) -> list[subprocess.CompletedProcess[str]]:
-    """Both migrations in two child processes released at the same moment; their completed processes."""
+    """Both migrations in two child processes released at the same moment (one mode for both, or one
+    per job); their completed processes."""
+    modes = mode if isinstance(mode, tuple) else (mode, mode)
     fabric = running.fabric
     env = {k: v for k, v in os.environ.items() if not k.startswith("NETMIG_SIM_PASSWORD")}
     env.update(running.environ)
@@ -64,7 +66,7 @@ def _together(running: Any, tmp_path: Path, mode: Mode,
     for i, (vm, source, destination, _) in enumerate(JOBS):
         ready = tmp_path / f"ready-{i}-{time.monotonic_ns()}"
         argv = ["migrate", vm, "--from", source, "--to", destination, "--topology", "unused.yaml",
-                "--mode", mode.value, "--allow-drop", "nd-entry"]
+                "--mode", modes[i].value, "--allow-drop", "nd-entry"]
         children.append((ready, subprocess.Popen(
             [sys.executable, "-c", CHILD, str(EXAMPLE), str(fabric.devices_json), str(fabric.known_hosts),
              str(busy_wait_s), str(ready), str(go), *argv],
@@ -145,3 +147,26 @@ def test_tiny_busy_wait_loser_fails_cleanly(tmp_path: Path, mode: Mode) -> None:
         assert lost_mac not in configs[name].lower() and lost_vm not in configs[name], \
             f"{mode.value}: {name} keeps part of {lost_vm}"
     assert kept_vm in configs["b-leaf1"] or JOBS[winner][3] in configs["b-leaf1"].lower()
+
+
+@pytest.mark.parametrize("modes", [(Mode.D_PUSH, Mode.CENTRALIZED), (Mode.D_PULL, Mode.MIDDLE)],
+                         ids=lambda m: f"{m[0].value}+{m[1].value}")
+def test_two_processes_in_different_modes_both_move(tmp_path: Path, modes: tuple[Mode, Mode]) -> None:
+    """A distributed-mode migration holds its destinations with a persistent confirmed commit but not
+    their locks: the other coordinator (centralized or middle) locks, edits, and has its commit refused
+    with in-use. It must roll back and start over, not fail: both succeed, as two sequential runs."""
+    names = (*SITE_A, *SITE_B)
+    with lab(tmp_path) as running:
+        for (vm, source, destination, _), mode in zip(JOBS, modes, strict=True):
+            assert run(running, tmp_path, mode, vm, source, destination, deadline_s=30).ok
+        sequential = running_configs(running, names)
+    with lab(tmp_path) as running:
+        running.fabric.device("b-leaf1").faults.add(
+            FaultRule("latency", operation="confirming-commit", nth=1, delay_s=2.0))
+        done = _together(running, tmp_path, modes, busy_wait_s=60)
+        for proc, mode in zip(done, modes, strict=True):
+            assert proc.returncode == 0, f"{mode.value}: exit {proc.returncode}: {proc.stderr.strip()}"
+        _quiet(running)
+        after = running_configs(running, names)
+    for name in names:
+        assert after[name] == sequential[name], f"{modes}: {name} differs from two sequential migrations"
