@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -287,11 +288,22 @@ class SqliteJournal:
             )
         except (OSError, sqlite3.Error) as exc:
             raise JournalError(f"journal {self.path}: cannot open: {exc}") from exc
-        try:
-            self._setup()
-        except sqlite3.Error as exc:
-            self._conn.close()
-            raise JournalError(f"journal {self.path}: cannot initialise: {exc}") from exc
+        deadline = time.monotonic() + busy_timeout_s
+        while True:
+            try:
+                self._setup()
+                break
+            except sqlite3.OperationalError as exc:
+                # two processes opening a new journal at once: switching it to WAL takes an exclusive lock
+                # that SQLite does not wait for (no busy handler there); the loser retries briefly
+                if "locked" in str(exc) and time.monotonic() < deadline:
+                    time.sleep(random.uniform(0.01, 0.05))
+                    continue
+                self._conn.close()
+                raise JournalError(f"journal {self.path}: cannot initialise: {exc}") from exc
+            except sqlite3.Error as exc:
+                self._conn.close()
+                raise JournalError(f"journal {self.path}: cannot initialise: {exc}") from exc
         log.debug("journal opened at %s", self.path)
 
     def _setup(self) -> None:
