@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lxml import etree
 from test_fault_matrix import two_site
+from test_modes_journal import _canonical
 
 from netmig.journal import SqliteJournal, Step
 from netmig.store import SqliteStore
@@ -44,7 +44,6 @@ SITE_A = ("a-leaf1", "a-leaf2", "a-spine1", "a-fw1")
 SITE_B = ("b-leaf1", "b-spine1", "b-fw1", "b-nat1")
 CONFIRM_TIMEOUT_S = 60  # far longer than a kill point takes: whatever settles the commits is recovery
 _NOTES = frozenset({Step.EXPORT, Step.ASSOCIATE, Step.TRANSFER, Step.FEEDBACK})
-_VOLATILE = {"expires-at", "valid-until", "ttl-s", "age-s", "expiry-s", "lease-expiry-s"}
 
 # mode -> kill points "device:journal-step:n"
 KILL_POINTS: dict[str, tuple[str, ...]] = {
@@ -131,15 +130,6 @@ def lab(tmp_path: Path, schemas: Any) -> Iterator[Any]:
     """A fresh examples/two-site fabric on the session's schema cache, and the topology reaching it."""
     with two_site(tmp_path / f"lab-{time.monotonic_ns()}", schemas) as running:
         yield running
-
-
-def _canonical(el: Any) -> str:
-    def norm(node: Any) -> Any:
-        copy = etree.Element(node.tag)
-        copy.text = None if etree.QName(node).localname in _VOLATILE else (node.text or "").strip() or None
-        copy.extend(sorted((norm(c) for c in node if isinstance(c.tag, str)), key=etree.tostring))
-        return copy
-    return etree.tostring(norm(el), pretty_print=True).decode()
 
 
 def _learned(device: Any) -> list[tuple[str, tuple[str, ...], str | None, str, tuple[tuple[str, str], ...]]]:
