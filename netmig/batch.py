@@ -32,6 +32,7 @@ import yaml
 from lxml import etree
 
 from netmig.bulkread import BulkDevice
+from netmig.codecs.registry import get_codec
 from netmig.errors import InputError, NetmigError, TransactionError
 from netmig.feedback import Outcome
 from netmig.modes.centralized import PreparedMigration
@@ -379,7 +380,7 @@ def bulk_devices(plans: Sequence[MigrationPlan], topology: Topology) -> dict[str
         device = topology.devices.get(name)
         served = on_bridge[name] or (at_site[device.site] if device is not None else 0)
         if count >= BULK_MIN_VMS and count >= BULK_MIN_SHARE * served:
-            chosen[name] = BulkDevice(name)
+            chosen[name] = BulkDevice(name, get_codec(device.codec.value) if device is not None else None)
     return chosen
 
 

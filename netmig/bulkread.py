@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 
-from netmig.codecs.base import Element
+from netmig.codecs.base import DeviceCodec, Element, LocalNarrowing
 from netmig.codecs.subtree import LocalData, data_of, empty_data, filter_prefix, prefix_filter
 from netmig.pull import ReadSession
 
@@ -21,27 +21,53 @@ __all__ = ["BulkDevice", "BulkReader"]
 
 
 class BulkDevice:
-    """One device's snapshot for a batch: per (operation, path) the subtree read once, shared by threads."""
+    """One device's snapshot for a batch: per (operation, path) the subtree read once, shared by threads.
 
-    def __init__(self, name: str) -> None:
+    With a ``codec`` that can narrow its config filter (:class:`~netmig.codecs.base.LocalNarrowing`,
+    e.g. the IETF ACLs, named only by the port's attachment point), a VM's get-config is answered for
+    the narrowed filter, so the answer holds (and copies) the VM's own entries, not the whole list.
+    """
+
+    def __init__(self, name: str, codec: DeviceCodec | None = None) -> None:
         self.name = name
+        self.codec = codec
         self._data: dict[tuple[str, tuple[str, ...]], LocalData] = {}
         self._lock = threading.Lock()
         self.reads = 0  # RPCs sent for the snapshot
 
     def answer(self, op: str, filter: Element, session: ReadSession) -> Element:
-        """What the device answers ``op`` (``get-config`` of running, or ``get``) with ``filter``."""
+        """What the device answers ``op`` (``get-config`` of running, or ``get``) with ``filter``
+        (for a narrowed config filter: what the codec decodes to the same bundle)."""
+        with self._lock:
+            self._paths(op, filter, session)  # the snapshot reads the original filter's paths
+            if op == "get-config" and isinstance(self.codec, LocalNarrowing):
+                filter = self.codec.narrow_config_filter(filter, lambda f: self._select(op, f, session))
+            return self._select(op, filter, session)
+
+    def _paths(self, op: str, filter: Element, session: ReadSession) -> list[tuple[Element, LocalData]]:
+        """Each top-level filter node with the snapshot answering it (read now when missing)."""
         tops = [f for f in filter if isinstance(f.tag, str)]
         tags = [str(f.tag) for f in tops]
+        paths = [(filter_prefix(f) if tags.count(str(f.tag)) == 1 else (str(f.tag),)) for f in tops]
+        missing = sorted({p for p in paths if self._held(op, p) is None})
+        if missing:
+            self._fetch(op, missing, session)
+        found = [(f, self._held(op, p)) for f, p in zip(tops, paths, strict=True)]
+        return [(f, held) for f, held in found if held is not None]
+
+    def _held(self, op: str, path: tuple[str, ...]) -> LocalData | None:
+        """The snapshot of ``path``, or of a path above it (which holds it whole)."""
+        for n in range(len(path), 0, -1):
+            found = self._data.get((op, path[:n]))
+            if found is not None:
+                return found
+        return None
+
+    def _select(self, op: str, filter: Element, session: ReadSession) -> Element:
         out = empty_data()
-        with self._lock:
-            paths = [(filter_prefix(f) if tags.count(str(f.tag)) == 1 else (str(f.tag),)) for f in tops]
-            missing = sorted({p for p in paths if (op, p) not in self._data})
-            if missing:
-                self._fetch(op, missing, session)
-            for f, path in zip(tops, paths, strict=True):
-                for part in self._data[(op, path)].select([f]):
-                    out.append(part)
+        for f, data in self._paths(op, filter, session):
+            for part in data.select([f]):
+                out.append(part)
         return out
 
     def _fetch(self, op: str, paths: list[tuple[str, ...]], session: ReadSession) -> None:

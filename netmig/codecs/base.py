@@ -7,7 +7,7 @@ no clock (the seed time comes in :class:`VmContext`). Requests it builds are RFC
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -29,6 +29,7 @@ __all__ = [
     "DeviceInventory",
     "Element",
     "LbUse",
+    "LocalNarrowing",
     "NatMapping",
     "PortUse",
     "VmContext",
@@ -167,6 +168,18 @@ class DeviceInventory:
     def owners_of(self, address: str) -> frozenset[str | None]:
         """Every VM (None: unattributed) the device binds ``address`` (a MAC or IP) to."""
         return frozenset(b.owner for b in self.bindings if b.address == address)
+
+
+@runtime_checkable
+class LocalNarrowing(Protocol):
+    """A codec whose per-VM config filter selects more than the VM's entries (a list whose keys only
+    a reference elsewhere names) and that can narrow it when reads are answered locally and cheaply."""
+
+    def narrow_config_filter(self, flt: Element, answer: Callable[[Element], Element]) -> Element:
+        """A filter selecting less than ``flt`` (this codec's ``config_filter``) whose answer decodes
+        to the same bundle; ``answer`` answers a probe filter (follows the references). ``flt`` itself
+        when it has nothing to narrow; never modified."""
+        ...
 
 
 @runtime_checkable

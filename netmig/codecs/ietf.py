@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from netmig import xmlkit
@@ -37,7 +37,7 @@ from netmig.codecs.base import (
     subtree_filter,
     top,
 )
-from netmig.codecs.ietf_acl import ACL_NS, decode_acls, encode_acls
+from netmig.codecs.ietf_acl import ACL_NS, decode_acls, encode_acls, narrow_acl_filter
 from netmig.errors import BundleError
 from netmig.model import (
     DynamicInfo,
@@ -128,6 +128,14 @@ class IetfCodec:
         for kind in DI_CLASSES:
             add_matches(seeded, NMD_NS, kind.value, [("vm-id", ctx.vm_id)])
         return flt
+
+    def narrow_config_filter(self, flt: Element, answer: Callable[[Element], Element]) -> Element:
+        """For local answers (netmig.bulkread): instead of every ACL, the port's attachment point and the
+        ACLs it names (:func:`~netmig.codecs.ietf_acl.narrow_acl_filter`); the port is the filter's."""
+        names = flt.findall(f"{{{IF_NS}}}interfaces/{{{IF_NS}}}interface/{{{IF_NS}}}name")
+        if len(names) != 1:
+            return flt
+        return narrow_acl_filter(flt, (names[0].text or "").strip(), answer)
 
     def state_filter(self, ctx: VmContext) -> Element:
         flt = subtree_filter()

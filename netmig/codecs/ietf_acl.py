@@ -8,15 +8,16 @@ refused with BundleError instead of being approximated.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from copy import deepcopy
 from typing import Any
 
 from netmig import xmlkit
-from netmig.codecs.base import Element, VmContext, int_of, section, top
+from netmig.codecs.base import Element, VmContext, int_of, section, subtree_filter, top
 from netmig.errors import BundleError
 from netmig.model import Acl, AclRule, Direction
 
-__all__ = ["ACL_NS", "decode_acls", "encode_acls"]
+__all__ = ["ACL_NS", "decode_acls", "encode_acls", "narrow_acl_filter"]
 
 ACL_NS = "urn:ietf:params:xml:ns:yang:ietf-access-control-list"
 _PROTO_NUM = {"tcp": 6, "udp": 17, "icmp": 1}
@@ -46,6 +47,40 @@ def decode_acls(config: Element, ctx: VmContext) -> Iterable[Acl]:
                 if acl is None:
                     raise BundleError(f"acl {name!r} attached to {ctx.port} does not exist")
                 yield Acl(name[len(prefix) :], Direction(direction), tuple(_decode_aces(acl, name)))
+
+
+def narrow_acl_filter(flt: Element, port: str, answer: Callable[[Element], Element]) -> Element:
+    """``flt`` with its whole-``acls`` selection replaced by what :func:`decode_acls` reads for ``port``:
+    the port's attachment point and the ACLs it names, by name (``answer`` reads the attachment point
+    first). Without a port nothing is attached for the VM, so no ACL is selected. ``flt`` itself when it
+    does not select the whole container."""
+    tag = xmlkit.qualify(ACL_NS, "acls")
+    whole = [f for f in flt if f.tag == tag]
+    if len(whole) != 1 or len(whole[0]) or whole[0].attrib or (whole[0].text or "").strip():
+        return flt
+    out = deepcopy(flt)  # the filter, not data: a few elements
+    acls = next(f for f in out if f.tag == tag)
+    if not port:  # decode keeps the attachment point whose interface-id is the port: none
+        out.remove(acls)
+        return out
+    point = xmlkit.sub(xmlkit.sub(acls, ACL_NS, "attachment-points"), ACL_NS, "interface")
+    xmlkit.sub(point, ACL_NS, "interface-id", port)
+    probe = subtree_filter()
+    probe.append(deepcopy(acls))
+    names: dict[str, None] = {}
+    for found in answer(probe).iterfind(f"{tag}/{{{ACL_NS}}}attachment-points/{{{ACL_NS}}}interface"):
+        if xmlkit.text_of(found, ACL_NS, "interface-id") != port:
+            continue
+        for direction in ("ingress", "egress"):
+            for name_el in found.iterfind(
+                f"{{{ACL_NS}}}{direction}/{{{ACL_NS}}}acl-sets/{{{ACL_NS}}}acl-set/{{{ACL_NS}}}name"
+            ):
+                name = (name_el.text or "").strip()
+                if name:  # an empty name would select every acl; decode refuses it unlooked-up anyway
+                    names[name] = None
+    for name in names:
+        xmlkit.sub(xmlkit.sub(acls, ACL_NS, "acl"), ACL_NS, "name", name)
+    return out
 
 
 def _decode_aces(acl: Element, name: str) -> list[AclRule]:
