@@ -204,9 +204,9 @@ def _has_creating_op(c: Element) -> bool:
 
 def _insert(ctx: _Ctx, t_parent: Element, new: Element, node: SNode, path: str, top: str) -> None:
     """Append ``new``, after the last sibling of the same name when there is one."""
-    same = list(t_parent.iterchildren(node.tag))
-    if same:
-        same[-1].addnext(new)
+    last = next(t_parent.iterchildren(node.tag, reversed=True), None)  # not a list of every sibling
+    if last is not None:
+        last.addnext(new)
     else:
         t_parent.append(new)
     if node.kind == "list":
