@@ -4,14 +4,13 @@ filter; netconf-sim's RFC 6241 filter is the reference for both filters."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
 from lxml import etree
 from netconf_sim.subtree import apply_subtree_filter
+from test_localfilter import _c14n, _fabricgen
 
 from netmig.bulkread import BulkDevice
 from netmig.codecs.base import Element, LocalNarrowing, VmContext
@@ -20,21 +19,7 @@ from netmig.codecs.registry import get_codec
 from netmig.errors import BundleError
 from netmig.model import VmBundle
 
-_GEN = Path(__file__).resolve().parents[2] / "benchmarks" / "fabricgen.py"
 _ACL = f"{{{ACL_NS}}}acls/{{{ACL_NS}}}acl"
-
-
-def _fabricgen() -> Any:
-    spec = importlib.util.spec_from_file_location("netmig_bench_fabricgen_ln", _GEN)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def _c14n(el: Any) -> bytes:
-    return etree.tostring(el, method="c14n", exclusive=True)
 
 
 class _Device:
