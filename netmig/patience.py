@@ -36,8 +36,13 @@ class PatientSession(DeviceSession):
         self.max_wait_s = max_wait_s
 
     def lock(self, target: str = "candidate") -> None:
-        deadline = time.monotonic() + self.max_wait_s
-        delay = 0.05
+        # a server whose confirm timer fires only after some quiet (yuma123 netconfd) must be polled more
+        # slowly than that, or the pending commit we wait for never rolls back (FACTS.md quirk 2)
+        quiet = self.endpoint.quirks.confirmed_timer_needs_quiet_s
+        floor = quiet + 0.5 if quiet else 0.0
+        wait = max(self.max_wait_s, 3 * floor)
+        deadline = time.monotonic() + wait
+        delay = max(0.05, floor)
         while True:
             try:
                 super().lock(target)
@@ -51,11 +56,11 @@ class PatientSession(DeviceSession):
                     who = f"session {holder}" if holder else "another session"
                     said = next((e.message for e in exc.errors if e.message), "")
                     raise DeviceBusyError(self.device, f"{target} is held by {who} (another migration?) "
-                                          f"for more than {self.max_wait_s:g} s: {exc.tag}"
+                                          f"for more than {wait:g} s: {exc.tag}"
                                           + (f" ({said})" if said else "")) from exc
                 log.info("%s: %s busy (%s), retrying in %.2f s", self.device, target, exc.tag, delay)
-                time.sleep(delay * random.uniform(0.5, 1.0))
-                delay = min(delay * 2, 1.0)
+                time.sleep(max(floor, delay * random.uniform(0.5, 1.0)))
+                delay = max(floor, min(delay * 2, 1.0))
 
 
 class PatientSessionFactory:
