@@ -27,6 +27,21 @@ def _private_netmig_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: 
 
 
 @pytest.fixture(scope="session")
+def fabricgen() -> Any:
+    """benchmarks/fabricgen.py (generated many-VM fabrics and topologies), loaded once per session."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "fabricgen.py"
+    spec = importlib.util.spec_from_file_location("netmig_bench_fabricgen", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
 def schema_cache() -> Any:
     """One SchemaCache for the whole run: each profile's YANG is loaded once."""
     from netconf_sim.schema import SchemaCache

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +13,6 @@ from netmig.batch import BatchItem, load_batch, migrate_many
 from netmig.errors import InputError
 from netmig.feedback import Outcome
 
-_GEN = Path(__file__).resolve().parents[2] / "benchmarks" / "fabricgen.py"
-
-
-def _fabricgen() -> Any:
-    spec = importlib.util.spec_from_file_location("netmig_bench_fabricgen", _GEN)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
 
 def _vms_on(fabric: Any, prefix: str) -> set[str]:
     found: set[str] = set()
@@ -35,8 +22,8 @@ def _vms_on(fabric: Any, prefix: str) -> set[str]:
     return found
 
 
-def test_one_conflicting_vm_is_left_out_and_the_other_nine_move(tmp_path: Path, schema_cache: Any) -> None:
-    fabricgen = _fabricgen()
+def test_one_conflicting_vm_is_left_out_and_the_other_nine_move(tmp_path: Path, schema_cache: Any,
+                                                                fabricgen: Any) -> None:
     gen = fabricgen.generate(10, leaves=14, occupied=[3])
     items = [BatchItem(v.vm_id, v.source_host, v.destination_host) for v in gen.vms]
     with fabricgen.running(gen, tmp_path / "state", schemas=schema_cache) as (fabric, topo, environ):
@@ -56,8 +43,7 @@ def test_one_conflicting_vm_is_left_out_and_the_other_nine_move(tmp_path: Path, 
         assert result.sessions_opened < 2 * len(fabric.devices) + len(fabric.devices)
 
 
-def test_a_failing_group_fails_only_its_vms(tmp_path: Path, schema_cache: Any) -> None:
-    fabricgen = _fabricgen()
+def test_a_failing_group_fails_only_its_vms(tmp_path: Path, schema_cache: Any, fabricgen: Any) -> None:
     gen = fabricgen.generate(4, leaves=2)
     items = [BatchItem(v.vm_id, v.source_host, v.destination_host) for v in gen.vms]
     items.append(BatchItem("vm-nowhere", gen.vms[0].source_host, gen.vms[1].destination_host))
@@ -101,15 +87,14 @@ def test_group_verify_finds_what_running_lacks() -> None:
     assert any("k=3" in p for p in problems) and any("leaf=8" in p for p in problems)
 
 
-def test_bulk_reads_give_the_same_outcome_and_devices_as_per_vm_reads(tmp_path: Path,
-                                                                    schema_cache: Any) -> None:
+def test_bulk_reads_give_the_same_outcome_and_devices_as_per_vm_reads(tmp_path: Path, schema_cache: Any,
+                                                                    fabricgen: Any) -> None:
     """Two leaves: every device is read once for the batch (netmig.bulkread), including the leaf where a
     squatter holds vm-00003's destination port; per-VM feedback, the conflict and what each device holds
     afterwards are those of per-VM reads."""
     from netmig.batch import bulk_devices
     from netmig.topology import resolve
 
-    fabricgen = _fabricgen()
     gen = fabricgen.generate(10, leaves=2, occupied=[3])
     items = [BatchItem(v.vm_id, v.source_host, v.destination_host) for v in gen.vms]
     after: dict[bool, tuple[Any, dict[str, bytes]]] = {}

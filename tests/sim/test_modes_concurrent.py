@@ -8,9 +8,7 @@ A generated two-site fabric (benchmarks/fabricgen.py) with 8 VMs on 4 leaves; 8 
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,17 +23,6 @@ from netmig.model import PolicyKind
 from netmig.options import MigrationOptions, Mode
 from netmig.store import SqliteStore
 
-_GEN = Path(__file__).resolve().parents[2] / "benchmarks" / "fabricgen.py"
-
-
-def _fabricgen() -> Any:
-    spec = importlib.util.spec_from_file_location("netmig_bench_fabricgen", _GEN)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
 
 def _vms_on(fabric: Any, name: str) -> set[str]:
     text = fabric.call(lambda: etree.tostring(fabric.device(name).engine.running_view()).decode())
@@ -43,8 +30,7 @@ def _vms_on(fabric: Any, name: str) -> set[str]:
 
 
 @pytest.mark.parametrize("mode", list(Mode))
-def test_eight_vms_at_once_all_move(tmp_path: Path, schema_cache: Any, mode: Mode) -> None:
-    fabricgen = _fabricgen()
+def test_eight_vms_at_once_all_move(tmp_path: Path, schema_cache: Any, fabricgen: Any, mode: Mode) -> None:
     gen = fabricgen.generate(8, leaves=4)
     options = MigrationOptions(mode=mode, allow_drop=frozenset({PolicyKind.ND_ENTRY}))
     with fabricgen.running(gen, tmp_path / "state", schemas=schema_cache) as (fabric, topo, environ):

@@ -10,7 +10,7 @@ from typing import Any
 
 from lxml import etree
 from netconf_sim.subtree import apply_subtree_filter
-from test_localfilter import _c14n, _fabricgen
+from test_localfilter import _c14n
 
 from netmig.bulkread import BulkDevice
 from netmig.codecs.base import Element, LocalNarrowing, VmContext
@@ -47,8 +47,8 @@ def _decode(codec: Any, config: Element, state: Element, ctx: VmContext) -> VmBu
         return f"BundleError: {exc}"
 
 
-def test_narrowed_local_answers_decode_as_the_device_answers(tmp_path: Path, schema_cache: Any) -> None:
-    fabricgen = _fabricgen()
+def test_narrowed_local_answers_decode_as_the_device_answers(tmp_path: Path, schema_cache: Any,
+                                                            fabricgen: Any) -> None:
     gen = fabricgen.generate(12, leaves=3, rules=2, nat=1, learned_fw=(1, 2))
     codec = get_codec("ietf")
     assert isinstance(codec, LocalNarrowing)
@@ -87,8 +87,7 @@ def test_narrowed_local_answers_decode_as_the_device_answers(tmp_path: Path, sch
     assert compared > 200 and with_acls >= 12 and refused > 0  # every VM's ACLs were found at its port
 
 
-def test_a_missing_attached_acl_is_refused_as_by_the_device() -> None:
-    fabricgen = _fabricgen()
+def test_a_missing_attached_acl_is_refused_as_by_the_device(fabricgen: Any) -> None:
     gen = fabricgen.generate(4, leaves=1, rules=2, nat=1)
     codec = get_codec("ietf")
     assert isinstance(codec, LocalNarrowing)

@@ -3,8 +3,6 @@ is the reference), over the data of a generated fabric and the codecs' own per-V
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,25 +14,13 @@ from netmig.codecs.registry import get_codec
 from netmig.codecs.subtree import LocalData, filter_prefix, prefix_filter
 from netmig.xmlkit import parse
 
-_GEN = Path(__file__).resolve().parents[2] / "benchmarks" / "fabricgen.py"
-
-
-def _fabricgen() -> Any:
-    spec = importlib.util.spec_from_file_location("netmig_bench_fabricgen_lf", _GEN)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
 
 def _c14n(el: Any) -> bytes:
     return etree.tostring(el, method="c14n", exclusive=True)
 
 
 def test_answers_equal_the_reference_filter_for_every_vm_on_every_device(
-        tmp_path: Path, schema_cache: Any) -> None:
-    fabricgen = _fabricgen()
+        tmp_path: Path, schema_cache: Any, fabricgen: Any) -> None:
     gen = fabricgen.generate(12, leaves=3, rules=2, nat=1, learned_fw=(1, 2))
     compared = nonempty = 0
     with fabricgen.running(gen, tmp_path / "state", schemas=schema_cache) as (fabric, _topo, _env):
