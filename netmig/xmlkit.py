@@ -72,13 +72,14 @@ def screen(data: bytes | str) -> None:
         raise XmlError("document type declarations and entities are refused")
 
 
+# One compiled XPath: is there an element MAX_DEPTH + 1 levels down? libxml2 walks the tree in C (a
+# Python walk over every element cost 3-4x the parse itself on a 12,000-element reply).
+_TOO_DEEP = etree.XPath("boolean(" + "/".join(["*"] * MAX_DEPTH) + ")")
+
+
 def _check_depth(root: Element) -> None:
-    stack = [(root, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise XmlError(f"XML nested deeper than {MAX_DEPTH} levels")
-        stack.extend((c, depth + 1) for c in node if isinstance(c.tag, str))
+    if _TOO_DEEP(root):
+        raise XmlError(f"XML nested deeper than {MAX_DEPTH} levels")
 
 
 def qualify(namespace: str, name: str) -> str:
