@@ -12,6 +12,12 @@ feedback (issue 7).
    ``device_parallelism`` at a time), verified against every VM's intent, then confirmed.
    A group that fails is rolled back as a whole: its VMs are FAIL with the transaction's reason.
 
+Modes: centralized, and middle (:mod:`netmig.batch_middle`: the static policies as above, each VM's DI
+exported from its sources as opaque blobs into the transfer store and imported by ``import-di`` under
+its group's confirmed commit). Not d-push/d-pull: there the devices' own imports are follow-up confirmed
+commits under a persist-id derived from each VM's migration id, so two VMs cannot share one destination's
+pending commit, and the devices record imports one VM per migration id (see the README's bench_mass notes).
+
 Per-VM ``suspension_ms`` is the time of the VM's group transaction (the VMs of a group resume together).
 """
 
@@ -27,6 +33,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from lxml import etree
@@ -44,6 +51,10 @@ from netmig.topology.model import Topology
 from netmig.topology.resolve import MigrationPlan
 from netmig.transaction import DeviceChange, NetworkTransaction
 from netmig.xmlkit import Element, element
+
+if TYPE_CHECKING:
+    from netmig.batch_middle import MiddleBatch
+    from netmig.store import TransferStore
 
 __all__ = ["BatchItem", "BatchResult", "VmResult", "load_batch", "migrate_many"]
 
@@ -259,10 +270,12 @@ def _no_problems(running: Element) -> list[str]:
     return []
 
 
-def _slim(prepared: PreparedMigration) -> PreparedMigration:
+def _slim(prepared: PreparedMigration, *, keep_undo: bool = False) -> PreparedMigration:
     """What the group commit needs of a prepared VM: its plan and its edits (the pulled and checked
-    bundles, single-VM verifiers and undo edits are dropped: a batch holds thousands of VMs at once)."""
-    changes = tuple(DeviceChange(c.endpoint, c.edit, _no_problems, c.verify_filter, c.modules, c.features)
+    bundles and single-VM verifiers are dropped: a batch holds thousands of VMs at once; the undo edits
+    and their checks too, unless ``keep_undo``: the middle batch's groups are compensable)."""
+    changes = tuple(DeviceChange(c.endpoint, c.edit, _no_problems, c.verify_filter, c.modules, c.features,
+                                 c.undo if keep_undo else None, c.verify_undone if keep_undo else None)
                     for c in prepared.changes)
     return PreparedMigration(prepared.plan, {}, {}, changes, {}, prepared.timings_ms)
 
@@ -275,16 +288,30 @@ def _claims(prepared: PreparedMigration) -> set[tuple[str, str]]:
 def migrate_many(items: Iterable[BatchItem], *, topology: Topology | str | Path,
                  options: MigrationOptions | None = None, environ: Mapping[str, str] | None = None,
                  workers: int = 4, group_size: int = 1000, device_parallelism: int = 16,
-                 on_vm: Callable[[VmResult], None] | None = None, bulk: bool = True) -> BatchResult:
+                 on_vm: Callable[[VmResult], None] | None = None, bulk: bool = True,
+                 store: TransferStore | None = None) -> BatchResult:
     """Migrate many VMs with group commits per destination device; never raises for one VM's failure.
 
     ``bulk``: devices many of the batch's VMs touch are read once for all of them (netmig.bulkread);
-    False: every VM reads its own part of every device (as a single migration does).
+    False: every VM reads its own part of every device (as a single migration does). ``store``: where
+    the middle mode keeps the DI blobs (default: the SQLite store under ``$NETMIG_HOME``); every VM's
+    blobs are dropped from it when the batch ends.
     """
     opts = options if options is not None else MigrationOptions()
-    if opts.mode is not Mode.CENTRALIZED or opts.dry_run or opts.cleanup_source:
-        raise InputError("a batch runs in the centralized mode, without --dry-run or --cleanup-source")
+    if opts.mode not in (Mode.CENTRALIZED, Mode.MIDDLE) or opts.dry_run or opts.cleanup_source:
+        raise InputError(f"a batch runs in the centralized or middle mode (not {opts.mode.value}: see "
+                         "netmig.batch), without --dry-run or --cleanup-source")
     topo = topology if isinstance(topology, Topology) else load_topology(topology)
+    middle = opts.mode is Mode.MIDDLE
+    kinds = None
+    di: MiddleBatch | None = None
+    if middle:
+        from netmig.batch_middle import MiddleBatch
+        from netmig.modes.middle import STATIC_KINDS, default_store
+
+        kinds = STATIC_KINDS
+        di = MiddleBatch(store if store is not None else default_store(), opts, environ,
+                         own_store=store is None)
     todo = list(items)
     from netmig.devices import ssh_policy_for
     ssh = ssh_policy_for(topo, opts.ssh)
@@ -319,9 +346,19 @@ def migrate_many(items: Iterable[BatchItem], *, topology: Topology | str | Path,
     def prepare_one(plan: MigrationPlan) -> PreparedMigration | None:
         try:
             return _slim(prepare_centralized(plan, topo, opts, environ=environ, pool=pool_of_thread(),
-                                             bulk=shared))
+                                             bulk=shared, kinds=kinds), keep_undo=middle)
         except NetmigError as exc:
             report(VmResult(plan.vm_id, Outcome.FAIL, f"{type(exc).__name__}: {exc}"))
+            return None
+
+    def export_one(prepared: PreparedMigration) -> PreparedMigration | None:
+        if di is None:
+            return prepared
+        try:
+            di.export(prepared, pool_of_thread())
+            return prepared
+        except NetmigError as exc:
+            report(VmResult(prepared.plan.vm_id, Outcome.FAIL, f"{type(exc).__name__}: export-di: {exc}"))
             return None
 
     timings: dict[str, float] = {}
@@ -347,17 +384,24 @@ def migrate_many(items: Iterable[BatchItem], *, topology: Topology | str | Path,
                 continue
             taken.update({c: p.plan.vm_id for c in _claims(p)})
             ready.append(p)
+        if di is not None:
+            export_started = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="netmig-batch") as ex:
+                ready = [p for p in ex.map(export_one, ready) if p is not None]
+            timings["export"] = (time.perf_counter() - export_started) * 1000
         commit_started = time.perf_counter()
         group_pool = SessionPool(ssh=ssh, timeouts=opts.timeouts)
         pools.append(group_pool)
         for number, start in enumerate(range(0, len(ready), max(1, group_size))):
             _commit_group(number, ready[start:start + group_size], opts, ssh, group_pool,
-                          device_parallelism, report)
+                          device_parallelism, report, di)
         timings["commit"] = (time.perf_counter() - commit_started) * 1000
     finally:
         opened = sum(p.opened for p in pools)
         for pool in pools:
             pool.close()
+        if di is not None:
+            di.close()  # every VM's blobs: imported, rolled back or left out
     timings["total"] = (time.perf_counter() - started) * 1000
     ordered = tuple(results[i.vm] for i in todo if i.vm in results)
     return BatchResult(ordered, timings, opened)
@@ -385,10 +429,13 @@ def bulk_devices(plans: Sequence[MigrationPlan], topology: Topology) -> dict[str
 
 
 def _commit_group(number: int, members: list[PreparedMigration], opts: MigrationOptions, ssh: object,
-                  pool: SessionPool, parallelism: int, report: Callable[[VmResult], None]) -> None:
+                  pool: SessionPool, parallelism: int, report: Callable[[VmResult], None],
+                  di: MiddleBatch | None = None) -> None:
     if not members:
         return
     changes = _group_changes(members)
+    if di is not None:
+        changes = di.extend(members, changes)
     txn = NetworkTransaction(changes, timeouts=opts.timeouts, commit=opts.commit, max_workers=parallelism,
                              session_factory=pool.factory, owns_sessions=False)
     started = time.perf_counter()
@@ -399,7 +446,7 @@ def _commit_group(number: int, members: list[PreparedMigration], opts: Migration
         error = f"{type(exc).__name__}: group {number} ({len(members)} VMs): {exc}"
     elapsed = (time.perf_counter() - started) * 1000
     for p in members:
-        devices = tuple(c.endpoint.name for c in p.changes)
+        devices = di.devices(p) if di is not None else tuple(c.endpoint.name for c in p.changes)
         if error is None:
             report(VmResult(p.plan.vm_id, Outcome.SUCCESS, None, devices, number, elapsed))
         else:

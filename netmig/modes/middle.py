@@ -53,9 +53,9 @@ from netmig.xmlkit import Element, element, sub, text_of
 if TYPE_CHECKING:
     from netmig.journal_hook import MigrationRecorder
 
-__all__ = ["MIGRATION_NS", "STATIC_KINDS", "default_store", "di_routes", "dry_run_other_mode", "import_op",
-           "imported_entries", "rules_into", "run_middle", "stage_changes", "vm_port_of", "with_imports",
-           "withdraw_op"]
+__all__ = ["MIGRATION_NS", "STATIC_KINDS", "default_store", "di_routes", "dry_run_other_mode", "export_di",
+           "import_op", "imported_entries", "rules_into", "run_middle", "stage_changes", "vm_port_of",
+           "with_imports", "withdraw_op"]
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,8 @@ def stage_changes(prepared: PreparedMigration, plan: MigrationPlan, receivers: S
 _NC = "urn:ietf:params:xml:ns:netconf:base:1.0"
 
 
-def _export(session: DeviceSession, migration_id: str, vm_id: str) -> Blob:
+def export_di(session: DeviceSession, migration_id: str, vm_id: str) -> Blob:
+    """Ask ``session``'s device for the VM's DI as an opaque blob (``export-di``); the blob, unread."""
     op = element(MIGRATION_NS, "export-di")
     sub(op, MIGRATION_NS, "migration-id", migration_id)
     sub(op, MIGRATION_NS, "vm-id", vm_id)
@@ -275,7 +276,7 @@ def _move(prepared: PreparedMigration, plan: MigrationPlan, options: MigrationOp
     with open_sessions([handles[s] for s in sources], ssh=ssh, timeouts=options.timeouts) as sessions, \
             ThreadPoolExecutor(max_workers=max(1, min(16, len(sources)))) as workers:
         exported = dict(zip(sources, workers.map(
-            lambda s: _export(sessions[s], migration_id, plan.vm_id), sources), strict=True))
+            lambda s: export_di(sessions[s], migration_id, plan.vm_id), sources), strict=True))
     for source, blob in exported.items():
         blobs_at.put(migration_id, source, blob)
         if recorder is not None:
