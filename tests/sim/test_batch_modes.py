@@ -223,3 +223,26 @@ def test_middle_batch_imports_nothing_that_could_decode_blobs() -> None:
     decoders = ("netmig.codecs", "netmig.model", "lxml", "netmig.xmlkit.parse", "json", "pickle")
     assert not {i for i in found if i.startswith(decoders)}
     assert "netmig.modes.middle.export_di" in found  # the blob path it does use
+
+
+def test_cli_batch_in_the_middle_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``netmig migrate --batch FILE --mode middle`` on the two-site example: the VM moves, its blobs
+    pass through the default store under $NETMIG_HOME and are gone afterwards; d-push is refused."""
+    import io
+
+    from netmig.cli import main
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("NETMIG_HOME", str(home))
+    batch = tmp_path / "batch.csv"
+    batch.write_text("vm,from,to\nvm-web-01,host-a1,host-b3\n")
+    common = ["migrate", "--batch", str(batch), "--sim", str(ROOT / "examples" / "two-site"),
+              "--sim-state", str(tmp_path / "sim"), "--allow-drop", "nd-entry"]
+    out, err = io.StringIO(), io.StringIO()
+    assert main([*common, "--mode", "middle"], out=out, err=err) == 0, err.getvalue()
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "SUCCESS  vm-web-01" and lines[1].startswith("1 of 1 VMs moved") and len(lines) == 2
+    assert _rows(home / "di-store.sqlite") == 0
+    out, err = io.StringIO(), io.StringIO()
+    assert main([*common, "--mode", "d-push"], out=out, err=err) == 2
+    assert err.getvalue().count("\n") == 1 and "centralized or middle mode (not d-push" in err.getvalue()
