@@ -1,15 +1,18 @@
 """Mass migration (issue 7): 10, 100, 1000, 5000 VMs over a generated 33-device fabric, per mode and for
 the baseline script, one table showing how the cost grows with the number of VMs.
 
-    python benchmarks/bench_mass.py [--sizes 10,100,1000,5000] [--modes batch,middle,d-push,d-pull]
+    python benchmarks/bench_mass.py [--sizes 10,100,1000,5000] [--modes batch,batch-middle,middle,d-push]
                                     [--mode-sizes 10,100] [--baseline-sizes 10,100] [--baseline-limit-s 300]
 
 Modes: ``batch`` is netmig's mass migration (netmig.batch.migrate_many: centralized, group commit per
-destination device) over ``--sizes``; ``centralized``, ``middle``, ``d-push`` and ``d-pull`` run the VMs
-as concurrent single migrations (netmig.api.migrate with that mode, ``--workers`` at a time, as
-bench_modes.py --many) over ``--sizes`` capped to ``--mode-sizes``; the baseline (baseline_script.py, one
-VM after another) runs ``--baseline-sizes`` and stops once it has run ``--baseline-limit-s`` (its rate is
-measured on the VMs it finished).
+destination device) over ``--sizes``; ``batch-middle`` the same in the middle mode (static policies group
+committed; each VM's DI exported from its sources as an opaque blob into a SQLite transfer store and
+imported by ``import-di`` under its group's confirmed commit; nd-entry may be dropped, as for the
+singles); there is no d-push/d-pull batch (netmig.batch says why); ``centralized``, ``middle``, ``d-push``
+and ``d-pull`` run the VMs as concurrent single migrations (netmig.api.migrate with that mode,
+``--workers`` at a time, as bench_modes.py --many) over ``--sizes`` capped to ``--mode-sizes``; the
+baseline (baseline_script.py, one VM after another) runs ``--baseline-sizes`` and stops once it has run
+``--baseline-limit-s`` (its rate is measured on the VMs it finished).
 
 Each run is a fresh child process against a fresh fabric served by netconf-sim in its own process, so
 the coordinator's CPU (process_time) and peak memory are its own: ``peak MB`` is the child's peak RSS
@@ -39,7 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fabricgen
 
 SINGLES = ("centralized", "middle", "d-push", "d-pull")
-LABELS = {"batch": "batch (group commit)", "baseline": "baseline script",
+BATCHES = ("batch", "batch-middle")
+LABELS = {"batch": "batch (group commit)", "batch-middle": "batch-middle (group commit)",
+          "baseline": "baseline script",
           **{m: f"{m} (concurrent singles)" for m in SINGLES}}
 
 
@@ -79,18 +84,24 @@ def _one(size: int, mode: str, limit_s: float, group_size: int, workers: int = 1
         suspensions: list[float] = []
         done = failed = 0
         first_error: str | None = None
-        if mode == "batch":
+        if mode in BATCHES:
             from netmig.batch import BatchItem, migrate_many
+            from netmig.model import PolicyKind
+            from netmig.options import MigrationOptions, Mode
+            from netmig.store import SqliteStore
 
             items = [BatchItem(v.vm_id, v.source_host, v.destination_host) for v in gen.vms]
-            result = migrate_many(items, topology=topo, environ=environ, workers=4, group_size=group_size)
+            options = MigrationOptions() if mode == "batch" else MigrationOptions(
+                mode=Mode.MIDDLE, allow_drop=frozenset({PolicyKind.ND_ENTRY}))
+            store = SqliteStore(state / "store.sqlite") if mode == "batch-middle" else None
+            result = migrate_many(items, topology=topo, environ=environ, workers=4, group_size=group_size,
+                                  options=options, store=store)
             done = len(result.succeeded)
             failed = len(result.failed)
             suspensions = [r.suspension_ms for r in result.results if r.suspension_ms is not None]
             first_error = next((r.error for r in result.failed), None)
             timings = dict(result.timings_ms)
         elif mode in SINGLES:
-            from netmig.api import migrate
             from netmig.model import PolicyKind
             from netmig.options import MigrationOptions, Mode
             from netmig.settings import Timeouts
@@ -102,13 +113,8 @@ def _one(size: int, mode: str, limit_s: float, group_size: int, workers: int = 1
             store = SqliteStore(state / "store.sqlite")
 
             def single(vm: Any) -> tuple[float, str | None]:
-                started = time.perf_counter()
-                try:
-                    migrate(vm.vm_id, source=vm.source_host, destination=vm.destination_host, topology=topo,
-                            options=options, environ=environ, store=store, feedback_deadline_s=60)
-                    return (time.perf_counter() - started) * 1000, None
-                except Exception as exc:  # counted and reported: the table shows failures
-                    return (time.perf_counter() - started) * 1000, f"{type(exc).__name__}: {exc}"
+                return fabricgen.timed_migrate(vm, topology=topo, options=options, environ=environ,
+                                               store=store)
 
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 runs = list(pool.map(single, gen.vms))
@@ -150,11 +156,11 @@ def _ints(text: str) -> list[int]:
 def plan(args: argparse.Namespace) -> list[tuple[int, str]]:
     """The (size, mode) runs the flags ask for, smallest first."""
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    unknown = sorted(set(modes) - {"batch", "baseline", *SINGLES})
+    unknown = sorted(set(modes) - {*BATCHES, "baseline", *SINGLES})
     if unknown:
         raise SystemExit(f"unknown modes: {', '.join(unknown)}")
     sizes, cap = _ints(args.sizes), set(_ints(args.mode_sizes))
-    runs = [(s, "batch") for s in sizes if "batch" in modes]
+    runs = [(s, m) for m in BATCHES if m in modes for s in sizes]
     runs += [(s, m) for m in modes if m in SINGLES for s in sizes if s in cap]
     if "baseline" in modes:
         runs += [(s, "baseline") for s in _ints(args.baseline_sizes)]

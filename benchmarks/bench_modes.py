@@ -92,15 +92,11 @@ def many(mode: Mode, count: int, workers: int, busy_wait_s: float, singles: int 
         store = SqliteStore(state / "store.sqlite")
 
         def one(vm: Any) -> tuple[float, str | None]:
-            started = time.perf_counter()
-            try:
-                migrate(vm.vm_id, source=vm.source_host, destination=vm.destination_host, topology=topo,
-                        options=options, environ=environ, store=store, feedback_deadline_s=60)
-                return (time.perf_counter() - started) * 1000, None
-            except Exception as exc:  # counted and reported: the table shows failures
-                print(f"  {mode.value} {vm.vm_id}: {type(exc).__name__}: {str(exc)[:200]}", file=sys.stderr,
-                      flush=True)
-                return (time.perf_counter() - started) * 1000, f"{type(exc).__name__}: {exc}"
+            ms, error = fabricgen.timed_migrate(vm, topology=topo, options=options, environ=environ,
+                                                store=store)
+            if error is not None:
+                print(f"  {mode.value} {vm.vm_id}: {error[:250]}", file=sys.stderr, flush=True)
+            return ms, error
 
         single = [one(vm) for vm in gen.vms[:singles]]
         held0 = held_s()

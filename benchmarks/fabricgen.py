@@ -28,7 +28,8 @@ from netmig.codecs.registry import get_codec
 from netmig.model.bundle import VmBundle, from_dict
 from netmig.topology.model import Topology
 
-__all__ = ["GeneratedFabric", "VmSpec", "generate", "merge_config", "running", "write_topology"]
+__all__ = ["GeneratedFabric", "VmSpec", "generate", "merge_config", "running", "timed_migrate",
+           "write_topology"]
 
 NC_NS = "urn:ietf:params:xml:ns:netconf:base:1.0"
 
@@ -339,3 +340,21 @@ def served(gen: GeneratedFabric, state_dir: Path) -> Iterator[tuple[Path, Topolo
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def timed_migrate(vm: VmSpec, *, topology: Topology, options: Any, environ: dict[str, str], store: Any,
+                  feedback_deadline_s: float = 60) -> tuple[float, str | None]:
+    """Migrate one generated VM as a single migration (netmig.api.migrate); (wall ms, error or None).
+
+    What bench_mass.py and bench_modes.py run per VM when they start many single migrations at once."""
+    import time
+
+    from netmig.api import migrate
+
+    started = time.perf_counter()
+    try:
+        migrate(vm.vm_id, source=vm.source_host, destination=vm.destination_host, topology=topology,
+                options=options, environ=environ, store=store, feedback_deadline_s=feedback_deadline_s)
+        return (time.perf_counter() - started) * 1000, None
+    except Exception as exc:  # counted and reported: the benchmarks' tables show failures
+        return (time.perf_counter() - started) * 1000, f"{type(exc).__name__}: {exc}"
