@@ -8,6 +8,10 @@ follow-up ``commit confirmed`` with the persist-id both sides derive from the mi
 NETCONF to itself, so locks and the confirmed commit behave exactly as for a remote peer). Every transfer
 is announced with a ``di-transferred`` notification and the device's part ends with one
 ``migration-feedback`` notification, success or fail. The caller (netmig) confirms or cancels.
+
+A peer's candidate that another session holds is waited for (:class:`LockWait`): until a little before
+the caller's ``feedback-deadline`` when the associate carries one, so the device's fail report, naming
+the wait, arrives while the caller still listens; :data:`LOCK_WAIT_S` per lock when it does not.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ import asyncio
 import base64
 import hashlib
 import logging
+import math
 import random
 import time
+from dataclasses import dataclass
 from types import TracebackType
 
 import asyncssh
@@ -38,14 +44,17 @@ from .migration_xml import (
 from .runtime import BASE_10, BASE_11
 from .xml import NC_NS, Element, XmlInputError, parse, qname
 
-__all__ = ["PeerClient", "TransferError", "run_job"]
+__all__ = ["LOCK_WAIT_S", "LockWait", "PeerClient", "TransferError", "run_job"]
 
 log = logging.getLogger(__name__)
 
 RPC_TIMEOUT_S = 30.0
-# How long a transfer waits for a peer's candidate another session holds: well inside netmig's default
-# feedback deadline (30 s), so a device that gives up still reports fail, with the reason, in time.
+# How long a transfer waits for a peer's candidate another session holds when the associate does not say
+# how long its sender waits for feedback (other clients): well inside netmig's default of 30 s.
 LOCK_WAIT_S = 20.0
+# With a feedback-deadline the device gives up this much before it: a fifth of it, at least 0.5 s (its
+# discard, unlock and fail report still have to travel), at most 5 s, never more than half of it.
+_MARGIN_SHARE, _MARGIN_MIN_S, _MARGIN_MAX_S = 0.2, 0.5, 5.0
 _BUSY_TAGS = frozenset({"lock-denied", "in-use", "resource-denied"})
 
 
@@ -55,6 +64,45 @@ class TransferError(Exception):
     def __init__(self, message: str, tag: str | None = None) -> None:
         super().__init__(message)
         self.tag = tag
+
+
+@dataclass(frozen=True, slots=True)
+class LockWait:
+    """How long one device's transfers wait for a peer's candidate that another session holds.
+
+    ``give_up_at`` (time.monotonic) ends every wait of the job, a margin before the caller's
+    ``feedback_deadline_s`` measured from the job's start; None: :data:`LOCK_WAIT_S` from each lock's start.
+    """
+
+    give_up_at: float | None = None
+    feedback_deadline_s: float | None = None
+
+    @classmethod
+    def from_associate(cls, op: Element, *, started: float, device: str = "device") -> LockWait:
+        """The wait for ``device``'s job that ``started`` (monotonic) on the associate ``op``;
+        TransferError if its ``feedback-deadline`` is not a positive number of seconds."""
+        text = op.findtext(qname(MIGRATION_NS, "feedback-deadline"))
+        if text is None:
+            return cls()
+        try:
+            deadline_s = float(text.strip())
+        except ValueError:
+            deadline_s = math.nan
+        if not math.isfinite(deadline_s) or deadline_s <= 0:
+            raise TransferError(f"{device}: vdp-associate: feedback-deadline {text.strip()!r} is not a "
+                                "positive number of seconds")
+        margin_s = min(max(deadline_s * _MARGIN_SHARE, _MARGIN_MIN_S), _MARGIN_MAX_S, deadline_s / 2)
+        return cls(started + deadline_s - margin_s, deadline_s)
+
+    def until(self) -> float:
+        """When a lock attempt starting now gives up (time.monotonic)."""
+        return self.give_up_at if self.give_up_at is not None else time.monotonic() + LOCK_WAIT_S
+
+    def bound(self) -> str:
+        """What bounds the wait, for the failure message."""
+        if self.feedback_deadline_s is None:
+            return ""
+        return f", giving up before the {self.feedback_deadline_s:g} s feedback deadline"
 
 
 class PeerClient:
@@ -163,10 +211,11 @@ def _datastore_op(name: str, param: str) -> Element:
     return el
 
 
-async def _lock(client: PeerClient, wait_s: float = LOCK_WAIT_S) -> None:
+async def _lock(client: PeerClient, wait: LockWait) -> None:
     """Lock the peer's candidate; while another session holds it (another coordinator staging, another
-    device importing) retry with jittered backoff for ``wait_s``, then fail naming the device."""
-    deadline = time.monotonic() + wait_s
+    device importing) retry with jittered backoff until ``wait`` says stop, then fail naming the device."""
+    started = time.monotonic()
+    deadline = wait.until()
     delay = 0.02
     while True:
         try:
@@ -176,18 +225,21 @@ async def _lock(client: PeerClient, wait_s: float = LOCK_WAIT_S) -> None:
             if exc.tag not in _BUSY_TAGS:
                 raise
             if time.monotonic() + delay > deadline:
+                waited_s = round(max(deadline - started, 0.0), 1)
                 raise TransferError(f"{client.name}: candidate held by another session for more than "
-                                    f"{wait_s:g} s (another migration?): {exc}", exc.tag) from exc
+                                    f"{waited_s:g} s (another migration?){wait.bound()}: {exc}",
+                                    exc.tag) from exc
         await asyncio.sleep(delay * random.uniform(0.5, 1.0))
         delay = min(delay * 2, 0.5)
 
 
 async def import_and_commit(client: PeerClient, job: Associate, *, source: str, destination: str,
                             blob: str, content_type: str, sha256: str, kinds: tuple[str, ...],
-                            vm_port: str | None) -> int:
-    """Lock the peer's candidate, import-di, follow-up confirmed commit with the derived persist-id."""
+                            vm_port: str | None, wait: LockWait | None = None) -> int:
+    """Lock the peer's candidate (waiting as ``wait`` allows; default: :data:`LOCK_WAIT_S`), import-di,
+    follow-up confirmed commit with the derived persist-id."""
     persist = persist_id_for(job.migration_id, destination)
-    await _lock(client)
+    await _lock(client, wait or LockWait())
     try:
         op = _op(MIGRATION_NS, "import-di", migration_id=job.migration_id, vm_id=job.vm_id, blob=blob,
                  content_type=content_type, sha256=sha256, **{"from": source})
@@ -224,7 +276,8 @@ def _counts(entries: list[LearnedEntry], kinds: tuple[str, ...]) -> dict[str, in
     return counts
 
 
-async def _push(agent: MigrationAgent, job: Associate, peer: Peer, totals: dict[str, int]) -> None:
+async def _push(agent: MigrationAgent, job: Associate, peer: Peer, totals: dict[str, int],
+                wait: LockWait) -> None:
     counts = _counts(agent.vm_entries(job.vm_id), peer.kinds)
     if not counts:
         return
@@ -233,13 +286,14 @@ async def _push(agent: MigrationAgent, job: Associate, peer: Peer, totals: dict[
         await import_and_commit(client, job, source=agent.name, destination=peer.name,
                                 blob=base64.b64encode(blob).decode(), content_type=content_type,
                                 sha256=hashlib.sha256(blob).hexdigest(), kinds=peer.kinds,
-                                vm_port=peer.vm_port)
+                                vm_port=peer.vm_port, wait=wait)
     for kind, n in counts.items():
         totals[kind] = totals.get(kind, 0) + n
     agent.notify(transferred_notification(job, agent.name, peer.name, counts))
 
 
-async def _pull(agent: MigrationAgent, job: Associate, peer: Peer, totals: dict[str, int]) -> None:
+async def _pull(agent: MigrationAgent, job: Associate, peer: Peer, totals: dict[str, int],
+                wait: LockWait) -> None:
     async with await PeerClient.open(agent, peer.name, peer.address, peer.port) as source:
         reply = await source.rpc(_op(MIGRATION_NS, "export-di", migration_id=job.migration_id,
                                      vm_id=job.vm_id))
@@ -254,7 +308,7 @@ async def _pull(agent: MigrationAgent, job: Associate, peer: Peer, totals: dict[
     async with await PeerClient.open(agent, agent.name, address, port) as me:
         await import_and_commit(me, job, source=peer.name, destination=agent.name, blob=leaves["blob"],
                                 content_type=leaves["content-type"], sha256=leaves["sha256"],
-                                kinds=peer.kinds, vm_port=job.own_vm_port)
+                                kinds=peer.kinds, vm_port=job.own_vm_port, wait=wait)
     for kind, n in counts.items():
         totals[kind] = totals.get(kind, 0) + n
     agent.notify(transferred_notification(job, peer.name, agent.name, counts))
@@ -266,8 +320,10 @@ async def run_job(agent: MigrationAgent, job: Associate) -> None:
     totals: dict[str, int] = {}
     reason: str | None = None
     try:
+        # rules_xml is the whole associate
+        wait = LockWait.from_associate(job.rules_xml, started=started, device=agent.name)
         for peer in job.partners:
-            await (_push if job.push else _pull)(agent, job, peer, totals)
+            await (_push if job.push else _pull)(agent, job, peer, totals, wait)
     except TransferError as exc:
         reason = str(exc)
     except Exception as exc:  # fault barrier: a bug must still end in a fail report, not silence
