@@ -89,8 +89,13 @@ class Report:
 
 
 def _associate(plan: MigrationPlan, options: MigrationOptions, handles: Mapping[str, DeviceHandle],
-               migration_id: str, *, push: bool) -> tuple[str, Element]:
-    """The bridge to send the associate to, and the associate itself."""
+               migration_id: str, *, push: bool,
+               feedback_deadline_s: float | None = None) -> tuple[str, Element]:
+    """The bridge to send the associate to, and the associate itself.
+
+    ``feedback_deadline_s``: how long netmig waits for the devices' migration-feedback; the devices
+    stop waiting for a busy partner a little before it, so they report fail in time (None: not sent).
+    """
     routes = di_routes(plan)
     bridge = plan.source.bridge.name if push else plan.destination.bridge.name
     peers: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
@@ -127,6 +132,8 @@ def _associate(plan: MigrationPlan, options: MigrationOptions, handles: Mapping[
     if not push:
         sub(op, MIGRATION_NS, "bridge-vm-port", plan.destination.port)
     sub(op, MIGRATION_NS, "confirm-timeout", options.commit.confirm_timeout_s)
+    if feedback_deadline_s is not None:  # decimal64, fraction-digits 3, at least 0.001
+        sub(op, MIGRATION_NS, "feedback-deadline", f"{max(feedback_deadline_s, 0.001):.3f}")
     rules_into(op, plan, options)
     return bridge, op
 
@@ -306,7 +313,8 @@ def run_distributed(plan: MigrationPlan, topology: Topology, options: MigrationO
         reports: dict[str, Report] = {}
         if not failures:
             started = time.perf_counter()
-            bridge, op = _associate(plan, options, handles, migration_id, push=push)
+            bridge, op = _associate(plan, options, handles, migration_id, push=push,
+                                    feedback_deadline_s=deadline_s)
             try:
                 if recorder is not None:
                     recorder.note(bridge, JStep.ASSOCIATE, detail={"bit": "s" if push else "m"})
