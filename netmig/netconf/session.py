@@ -4,17 +4,16 @@ This is the one place where ncclient, paramiko and socket exceptions become netm
 ``raise ... from exc``): authentication -> AuthError, unknown or changed host key -> HostKeyError, socket and
 SSH failures -> ConnectError, no answer in time -> DeviceTimeoutError, ``<rpc-error>`` -> RpcError with
 every RFC 6241 field, an unparseable or unexpected reply -> MalformedReplyError. Requests are built by the
-pure functions at the top of this module (no I/O; golden-XML testable); every reply is re-parsed with
+pure functions of :mod:`netmig.netconf.operations` (re-exported here); every reply is re-parsed with
 :func:`netmig.xmlkit.parse`.
 Only connecting is retried, and only when TCP was refused, reset or timed out.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import TracebackType
 
@@ -36,13 +35,29 @@ from netmig.errors import (
     HostKeyError,
     MalformedReplyError,
     RpcError,
-    RpcErrorInfo,
 )
 from netmig.netconf.capabilities import Capabilities
+from netmig.netconf.operations import (
+    NOTIFICATION_NS,
+    build_cancel_commit,
+    build_commit,
+    build_create_subscription,
+    build_edit_config,
+    build_get,
+    build_get_config,
+    build_kill_session,
+    build_simple,
+    build_validate,
+    build_with_target,
+    parse_rpc_errors,
+    subtree_filter,
+    xpath_filter,
+    yang_library_filter,
+)
 from netmig.netconf.transport import HostileReplyError, NcTransport
 from netmig.quirks import drop_duplicate_entries
 from netmig.settings import DeviceEndpoint, SshPolicy, Timeouts
-from netmig.xmlkit import NC_NS, Element, XmlError, child, element, local_name, parse, qualify, sub
+from netmig.xmlkit import NC_NS, Element, XmlError, child, local_name, parse, qualify
 
 __all__ = [
     "NOTIFICATION_NS",
@@ -61,164 +76,6 @@ log = logging.getLogger(__name__)
 
 # Failures of the TCP connect that a second try can cure. Never auth, host key or protocol errors.
 _TRANSIENT = (ConnectionRefusedError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
-
-
-# ---------------------------------------------------------------------- request builders (pure)
-NOTIFICATION_NS = "urn:ietf:params:xml:ns:netconf:notification:1.0"
-_YANG_LIBRARY_NS = "urn:ietf:params:xml:ns:yang:ietf-yang-library"
-_DATASTORES = ("running", "candidate", "startup")
-_DEFAULT_OPERATIONS = ("merge", "replace", "none")
-_TEST_OPTIONS = ("test-then-set", "set", "test-only")
-_ERROR_OPTIONS = ("stop-on-error", "continue-on-error", "rollback-on-error")
-
-
-def _choice(what: str, value: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ValueError(f"{what} must be one of {', '.join(allowed)}, not {value!r}")
-    return value
-
-
-def _simple(name: str) -> Element:
-    return element(NC_NS, name)
-
-
-def _with_target(name: str, target: str, wrapper: str = "target") -> Element:
-    op = _simple(name)
-    sub(sub(op, NC_NS, wrapper), NC_NS, _choice("datastore", target, _DATASTORES))
-    return op
-
-
-def subtree_filter(*content: Element) -> Element:
-    """``<filter type="subtree">`` holding copies of ``content``."""
-    flt = element(NC_NS, "filter", attrib={"type": "subtree"})
-    for node in content:
-        flt.append(copy.deepcopy(node))
-    return flt
-
-
-def xpath_filter(select: str, namespaces: Mapping[str, str]) -> Element:
-    """``<filter type="xpath" select=...>`` with the prefixes ``select`` uses declared (needs :xpath)."""
-    return element(NC_NS, "filter", attrib={"type": "xpath", "select": select},
-                   nsmap={None: NC_NS, **{prefix: ns for prefix, ns in namespaces.items()}})
-
-
-def _filter_of(flt: Element | None) -> Element | None:
-    if flt is None:
-        return None
-    return copy.deepcopy(flt) if flt.tag == qualify(NC_NS, "filter") else subtree_filter(flt)
-
-
-def _config_of(config: Element) -> Element:
-    if config.tag == qualify(NC_NS, "config"):
-        return copy.deepcopy(config)
-    wrapper = element(NC_NS, "config")
-    wrapper.append(copy.deepcopy(config))
-    return wrapper
-
-
-def build_get(flt: Element | None = None) -> Element:
-    op = _simple("get")
-    if (f := _filter_of(flt)) is not None:
-        op.append(f)
-    return op
-
-
-def build_get_config(source: str, flt: Element | None = None) -> Element:
-    op = _with_target("get-config", source, "source")
-    if (f := _filter_of(flt)) is not None:
-        op.append(f)
-    return op
-
-
-def build_edit_config(target: str, config: Element, *, default_operation: str | None = None,
-                      test_option: str | None = None, error_option: str | None = None) -> Element:
-    op = _with_target("edit-config", target)
-    if default_operation is not None:
-        sub(op, NC_NS, "default-operation",
-            _choice("default_operation", default_operation, _DEFAULT_OPERATIONS))
-    if test_option is not None:
-        sub(op, NC_NS, "test-option", _choice("test_option", test_option, _TEST_OPTIONS))
-    if error_option is not None:
-        sub(op, NC_NS, "error-option", _choice("error_option", error_option, _ERROR_OPTIONS))
-    op.append(_config_of(config))
-    return op
-
-
-def build_validate(source: str | Element) -> Element:
-    if isinstance(source, str):
-        return _with_target("validate", source, "source")
-    op = _simple("validate")
-    sub(op, NC_NS, "source").append(_config_of(source))
-    return op
-
-
-def build_commit(*, confirmed: bool = False, timeout_s: int | None = None, persist: str | None = None,
-                 persist_id: str | None = None) -> Element:
-    """RFC 6241 8.4.5: confirmed commit (timeout, persist) or confirming commit (persist-id)."""
-    if not confirmed and (timeout_s is not None or persist is not None):
-        raise ValueError("confirm timeout and persist need confirmed=True")
-    if timeout_s is not None and timeout_s < 1:
-        raise ValueError("confirm timeout must be at least 1 second")
-    op = _simple("commit")
-    if confirmed:
-        sub(op, NC_NS, "confirmed")
-        if timeout_s is not None:
-            sub(op, NC_NS, "confirm-timeout", int(timeout_s))
-        if persist is not None:
-            sub(op, NC_NS, "persist", persist)
-    if persist_id is not None:
-        sub(op, NC_NS, "persist-id", persist_id)
-    return op
-
-
-def _cancel_commit(persist_id: str | None) -> Element:
-    op = _simple("cancel-commit")
-    if persist_id is not None:
-        sub(op, NC_NS, "persist-id", persist_id)
-    return op
-
-
-def _kill_session(session_id: int | str) -> Element:
-    op = _simple("kill-session")
-    sub(op, NC_NS, "session-id", str(int(session_id)))
-    return op
-
-
-def _create_subscription(*, stream: str | None, filter: Element | None) -> Element:
-    op = element(NOTIFICATION_NS, "create-subscription")
-    if stream is not None:
-        sub(op, NOTIFICATION_NS, "stream", stream)
-    if (f := _filter_of(filter)) is not None:
-        op.append(f)
-    return op
-
-
-def _yang_library_filter() -> Element:
-    return subtree_filter(element(_YANG_LIBRARY_NS, "yang-library"),
-                          element(_YANG_LIBRARY_NS, "modules-state"))
-
-
-def parse_rpc_errors(reply: Element) -> list[RpcErrorInfo]:
-    """Every ``<rpc-error>`` of an ``<rpc-reply>``, with all RFC 6241 fields."""
-    found: list[RpcErrorInfo] = []
-    for err in reply.iter(qualify(NC_NS, "rpc-error")):
-        fields: dict[str, str] = {}
-        info: dict[str, str] = {}
-        for node in err:
-            if not isinstance(node.tag, str):
-                continue
-            name = local_name(node)
-            if name == "error-info":
-                for item in node:
-                    if isinstance(item.tag, str):
-                        info[local_name(item)] = (item.text or "").strip()
-            else:
-                fields[name] = (node.text or "").strip()
-        found.append(RpcErrorInfo(
-            type=fields.get("error-type", "rpc"), tag=fields.get("error-tag", "operation-failed"),
-            severity=fields.get("error-severity", "error"), app_tag=fields.get("error-app-tag") or None,
-            path=fields.get("error-path") or None, message=fields.get("error-message") or None, info=info))
-    return found
 
 
 class DeviceSession:
@@ -302,7 +159,7 @@ class DeviceSession:
             return
         try:
             if transport.connected:
-                transport.request(_simple("close-session"), min(self.timeouts.rpc_s, 5.0))
+                transport.request(build_simple("close-session"), min(self.timeouts.rpc_s, 5.0))
         except (NCClientError, OSError, EOFError, paramiko.SSHException) as exc:
             log.debug("%s: close-session failed (%s); dropping the connection", self.device,
                       type(exc).__name__)
@@ -335,20 +192,30 @@ class DeviceSession:
 
     def load_yang_library(self) -> Capabilities:
         """Read ietf-yang-library (RFC 7895 modules-state) and merge its modules into :attr:`capabilities`."""
-        data = self.get(_yang_library_filter())
+        data = self.get(yang_library_filter())
         self._capabilities = self.capabilities.with_yang_library(data)
         return self._capabilities
 
     # ------------------------------------------------------------------ the one RPC path
     def rpc(self, operation: Element, *, timeout_s: float | None = None) -> Element:
         """Send any RPC operation element; return the parsed ``<rpc-reply>``; raise RpcError on rpc-error."""
+        reply = self.pipeline([operation], timeout_s=timeout_s)[0]
+        if isinstance(reply, RpcError):
+            raise reply
+        return reply
+
+    def pipeline(self, operations: Sequence[Element], *,
+                 timeout_s: float | None = None) -> list[Element | RpcError]:
+        """Send every operation before reading any reply (the server answers in order), then check each
+        reply in turn: a parsed ``<rpc-reply>``, or the :class:`RpcError` the device answered (returned,
+        not raised, so the caller sees every answer). A lost session or a bad reply raises."""
         if self._transport is None:
             raise ConnectError(self.device, "session is not open")
-        name = local_name(operation)
+        name = "+".join(local_name(op) for op in operations)
         wait_s = self.timeouts.rpc_s if timeout_s is None else timeout_s
         started = time.perf_counter()
         try:
-            raw = self._transport.request(operation, wait_s)
+            raws = self._transport.request_many(list(operations), wait_s)
         except TimeoutExpiredError as exc:
             raise DeviceTimeoutError(self.device, f"{name}: no reply within {wait_s:g} s") from exc
         except HostileReplyError as exc:
@@ -357,20 +224,25 @@ class DeviceSession:
             raise ConnectError(self.device, f"{name}: session lost ({type(exc).__name__})") from exc
         except NCClientError as exc:
             raise ConnectError(self.device, f"{name}: {type(exc).__name__}") from exc
+        replies = [self._checked(local_name(op), raw) for op, raw in zip(operations, raws, strict=True)]
+        log.debug("%s: %s %.2f ms", self.device, name, (time.perf_counter() - started) * 1000)
+        return replies
+
+    def _checked(self, name: str, raw: str) -> Element | RpcError:
         try:
             reply = parse(raw)
         except XmlError as exc:
             # A device that sends unparseable replies is not trusted with the rest of this session: drop
             # it, so recovery (cancel-commit with the persist-id) happens on a fresh one.
             transport, self._transport = self._transport, None
-            transport.close()
+            if transport is not None:
+                transport.close()
             raise MalformedReplyError(self.device, f"{name}: {exc}") from exc
         if reply.tag != qualify(NC_NS, "rpc-reply"):
             raise MalformedReplyError(self.device, f"{name}: expected rpc-reply, got {local_name(reply)}")
         errors = parse_rpc_errors(reply)
-        log.debug("%s: %s %.2f ms", self.device, name, (time.perf_counter() - started) * 1000)
         if any(e.severity != "warning" for e in errors):
-            raise RpcError(self.device, name, errors)
+            return RpcError(self.device, name, errors)
         for warning in errors:
             log.warning("%s: %s warning: %s", self.device, name, warning)
         return reply
@@ -382,10 +254,12 @@ class DeviceSession:
                                       f"{local_name(operation)}: reply has neither ok nor rpc-error")
 
     def _data(self, operation: Element) -> Element:
-        reply = self.rpc(operation)
+        return self._data_of(local_name(operation), self.rpc(operation))
+
+    def _data_of(self, name: str, reply: Element) -> Element:
         data = child(reply, NC_NS, "data")
         if data is None:
-            raise MalformedReplyError(self.device, f"{local_name(operation)}: reply has no data element")
+            raise MalformedReplyError(self.device, f"{name}: reply has no data element")
         return drop_duplicate_entries(data)  # netconfd repeats entries matched by two filter selections
 
     # ------------------------------------------------------------------ RFC 6241 operations
@@ -413,28 +287,44 @@ class DeviceSession:
     def commit(self, *, confirmed: bool = False, timeout_s: int | None = None, persist: str | None = None,
                persist_id: str | None = None) -> None:
         """``<commit>``: plain, confirmed (with timeout and persist token) or confirming (persist-id)."""
+        self._ok(self._commit_op(confirmed, timeout_s, persist, persist_id))
+
+    def commit_and_read(self, read_filter: Element | None, *, confirmed: bool = False,
+                        timeout_s: int | None = None, persist: str | None = None) -> Element | RpcError:
+        """``<commit>`` and, in the same flight, ``<get-config>`` of running (pipelined: one round trip
+        for both; the server reads running after the commit). Raises like :meth:`commit` when the commit
+        fails; returns running's ``<data>``, or the read's own :class:`RpcError`."""
+        commit_op = self._commit_op(confirmed, timeout_s, persist, None)
+        committed, read = self.pipeline([commit_op, build_get_config("running", read_filter)])
+        if isinstance(committed, RpcError):
+            raise committed
+        if child(committed, NC_NS, "ok") is None:
+            raise MalformedReplyError(self.device, "commit: reply has neither ok nor rpc-error")
+        return read if isinstance(read, RpcError) else self._data_of("get-config", read)
+
+    def _commit_op(self, confirmed: bool, timeout_s: int | None, persist: str | None,
+                   persist_id: str | None) -> Element:
         self.capabilities.require(":candidate")
         if confirmed or persist_id is not None:
             tokens = persist is not None or persist_id is not None
             self.capabilities.require(":confirmed-commit:1.1" if tokens else ":confirmed-commit")
-        self._ok(build_commit(confirmed=confirmed, timeout_s=timeout_s, persist=persist,
-                              persist_id=persist_id))
+        return build_commit(confirmed=confirmed, timeout_s=timeout_s, persist=persist, persist_id=persist_id)
 
     def cancel_commit(self, persist_id: str | None = None) -> None:
         """``<cancel-commit>``: roll a pending confirmed commit back now."""
         self.capabilities.require(":confirmed-commit:1.1")
-        self._ok(_cancel_commit(persist_id))
+        self._ok(build_cancel_commit(persist_id))
 
     def discard_changes(self) -> None:
         """``<discard-changes>``: candidate := running."""
         self.capabilities.require(":candidate")
-        self._ok(_simple("discard-changes"))
+        self._ok(build_simple("discard-changes"))
 
     def lock(self, target: str = "candidate") -> None:
-        self._ok(_with_target("lock", target))
+        self._ok(build_with_target("lock", target))
 
     def unlock(self, target: str = "candidate") -> None:
-        self._ok(_with_target("unlock", target))
+        self._ok(build_with_target("unlock", target))
 
     @contextmanager
     def locked(self, target: str = "candidate") -> Iterator[None]:
@@ -452,13 +342,13 @@ class DeviceSession:
 
     def kill_session(self, session_id: int | str) -> None:
         """``<kill-session>``: end another session (releasing its locks)."""
-        self._ok(_kill_session(session_id))
+        self._ok(build_kill_session(session_id))
 
     # ------------------------------------------------------------------ RFC 5277 notifications
     def create_subscription(self, *, stream: str | None = None, filter: Element | None = None) -> None:
         """``<create-subscription>``; then read with :meth:`next_notification`."""
         self.capabilities.require(":notification")
-        self._ok(_create_subscription(stream=stream, filter=filter))
+        self._ok(build_create_subscription(stream=stream, filter=filter))
 
     def next_notification(self, timeout_s: float | None = None) -> Element | None:
         """The next ``<notification>`` element, or None when none arrives within ``timeout_s``."""

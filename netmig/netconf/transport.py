@@ -240,7 +240,15 @@ class _RawRpc(RPC):  # type: ignore[misc]
     """One request whose reply comes back as text, never parsed by ncclient (xmlkit parses it)."""
 
     def send_raw(self, op: Element) -> str:
+        self.send_only(op)
+        return self.wait_raw()
+
+    def send_only(self, op: Element) -> None:
+        """Put the request on the wire without waiting (its reply is matched by message-id)."""
         self._session.send(self._wrap(op))
+
+    def wait_raw(self) -> str:
+        """Wait for the reply of a request sent with :meth:`send_only`."""
         self._event.wait(self._timeout)
         if not self._event.is_set():
             raise TimeoutExpiredError("ncclient timed out while waiting for an rpc reply.")
@@ -325,6 +333,16 @@ class NcTransport:
     def request(self, rpc: Element, timeout_s: float) -> str:
         """Send ``rpc``'s operation element (wrapped in ``<rpc>``) and return the raw ``<rpc-reply>`` text."""
         return _RawRpc(self._session, self._handler, timeout=timeout_s).send_raw(rpc)
+
+    def request_many(self, rpcs: list[Element], timeout_s: float) -> list[str]:
+        """Send every operation before waiting for any reply (pipelining: the server answers in order),
+        then return the raw replies in the same order. Saves a round trip per request after the first."""
+        pending = []
+        for op in rpcs:
+            call = _RawRpc(self._session, self._handler, timeout=timeout_s)
+            call.send_only(op)
+            pending.append(call)
+        return [call.wait_raw() for call in pending]
 
     def take_notification(self, timeout_s: float | None) -> str | None:
         """The next notification's raw XML, or None when none arrives within ``timeout_s``."""

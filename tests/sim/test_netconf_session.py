@@ -20,7 +20,7 @@ from netmig.errors import (
     RpcError,
 )
 from netmig.netconf import Capabilities, DeviceSession, subtree_filter
-from netmig.netconf.session import build_commit, build_edit_config
+from netmig.netconf.session import build_commit, build_edit_config, build_get_config
 from netmig.settings import Credentials, DeviceEndpoint, SshPolicy, Timeouts
 from netmig.xmlkit import NC_NS, Element, element, sub, to_bytes
 
@@ -177,6 +177,45 @@ def test_confirmed_commit_cancel_and_confirm_from_another_session(fab: Fabric) -
         with pytest.raises(RpcError):
             t.cancel_commit("tok-confirm")  # nothing pending any more
         assert vlan_of(t.get_config("running", port_filter("ethernet-1/6")), "ethernet-1/6") == "317"
+
+
+def test_pipelined_requests_answer_in_order_with_each_error_returned(fab: Fabric) -> None:
+    with session(fab) as s:
+        replies = s.pipeline([
+            build_edit_config("candidate", port_config("ethernet-1/7", "327")),
+            build_edit_config("candidate", port_config("ethernet-1/1", create=True)),  # exists: refused
+            build_get_config("candidate", port_filter("ethernet-1/7")),
+        ])
+        assert len(replies) == 3
+        assert not isinstance(replies[0], RpcError) and replies[0].find(f"{{{NC_NS}}}ok") is not None
+        assert isinstance(replies[1], RpcError) and replies[1].tag == "data-exists"
+        read = replies[2]
+        assert not isinstance(read, RpcError)
+        data = read.find(f"{{{NC_NS}}}data")
+        assert data is not None and vlan_of(data, "ethernet-1/7") == "327"  # the read came after the edit
+        # commit and the read of running in one flight: running as the commit left it
+        running = s.commit_and_read(port_filter("ethernet-1/7"), confirmed=True, timeout_s=60,
+                                    persist="tok-p")
+        assert not isinstance(running, RpcError) and vlan_of(running, "ethernet-1/7") == "327"
+        s.cancel_commit("tok-p")
+        s.discard_changes()
+        assert vlan_of(s.get_config("running", port_filter("ethernet-1/7")), "ethernet-1/7") is None
+
+
+def test_commit_and_read_raises_when_the_commit_is_refused(fab: Fabric) -> None:
+    with session(fab) as s, session(fab) as other:
+        s.edit_config("candidate", port_config("ethernet-1/8", "328"))
+        s.commit(confirmed=True, timeout_s=60, persist="tok-held")  # a pending confirmed commit ...
+        try:
+            other.edit_config("candidate", port_config("ethernet-1/9", "329"))
+            with pytest.raises(RpcError) as info:  # ... refuses another session's confirmed commit
+                other.commit_and_read(port_filter("ethernet-1/9"), confirmed=True, timeout_s=60)
+            assert info.value.operation == "commit" and info.value.tag == "in-use"
+            assert other.is_open  # the read's reply was consumed: the session goes on
+            assert vlan_of(other.get_config("running", port_filter("ethernet-1/9")), "ethernet-1/9") is None
+        finally:
+            other.discard_changes()
+            s.cancel_commit("tok-held")
 
 
 def test_rpc_error_carries_every_field(fab: Fabric) -> None:
