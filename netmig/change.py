@@ -26,6 +26,7 @@ class Step(StrEnum):
     DISCARD = "discard-changes"
     EDIT = "edit-config"
     VALIDATE = "validate"
+    CHECK_STAGED = "check-staged"  # read the staged candidate back and verify it (changes nothing)
     COMMIT_CONFIRMED = "commit-confirmed"
     VERIFY = "verify"
     CONFIRM = "confirm-commit"

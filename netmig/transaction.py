@@ -35,7 +35,7 @@ from netmig.feedback import DeviceOutcome, DevicePhase
 from netmig.netconf.session import DeviceSession
 from netmig.quirks import BusyRetry
 from netmig.settings import CommitPolicy, DeviceEndpoint, SshPolicy, Timeouts
-from netmig.xmlkit import Element, to_bytes
+from netmig.xmlkit import Element, fingerprint, to_bytes
 
 __all__ = ["DeviceChange", "NetworkTransaction", "PlannedChange", "SessionFactory", "Step", "StepHook"]
 
@@ -51,6 +51,9 @@ class _Device:
     locked: bool = False
     commit_sent: bool = False
     error: str | None = None
+    # the staged candidate's verified answer to verify_filter (c14n), while the candidate is unchanged
+    staged_print: bytes | None = None
+    read_ahead: Element | RpcError | None = None  # running, read in the commit's flight
     notes: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -128,6 +131,8 @@ class NetworkTransaction:
         self._abort.clear()
         try:
             self._phase("prepare", devices, self._prepare)
+            if self.commit_policy.verify:
+                self._phase("check-staged", devices, self._check_staged)
         except _PhaseFailed:
             self._phase("rollback", devices, self._rollback, stop_on_failure=False)
             self._close_all(devices)
@@ -139,9 +144,13 @@ class NetworkTransaction:
             raise
         self._staged = devices
 
-    def commit_staged(self, updates: Mapping[str, DeviceChange] | None = None) -> tuple[DeviceOutcome, ...]:
+    def commit_staged(self, updates: Mapping[str, DeviceChange] | None = None, *,
+                      then: Callable[[], None] | None = None) -> tuple[DeviceOutcome, ...]:
         """Phase two: add each device's update (an edit merged onto the staged candidate; its ``verify``
         replaces the staged one), validate again, then commit confirmed, verify and confirm as :meth:`run`.
+
+        ``then``: return as soon as every device confirmed (devices in phase CONFIRMED) and unlock in a
+        background thread, which calls ``then()`` after; the VM need not wait for the unlocks.
         """
         devices, self._staged = self._staged, None
         if devices is None:
@@ -156,7 +165,7 @@ class NetworkTransaction:
         for dev in devices:
             if dev.name in extra:
                 dev.change = extra[dev.name]
-        return self._complete(devices, stage=False, extra=set(extra))
+        return self._complete(devices, stage=False, extra=set(extra), then=then)
 
     def release(self) -> None:
         """Give up a staged transaction: discard every candidate and unlock."""
@@ -169,7 +178,9 @@ class NetworkTransaction:
             self._close_all(devices)
 
     def _complete(self, devices: list[_Device], *, stage: bool,
-                  extra: set[str] | frozenset[str] = frozenset()) -> tuple[DeviceOutcome, ...]:
+                  extra: set[str] | frozenset[str] = frozenset(),
+                  then: Callable[[], None] | None = None) -> tuple[DeviceOutcome, ...]:
+        handed_over = False
         try:
             try:
                 if stage:
@@ -191,10 +202,24 @@ class NetworkTransaction:
             if failed:
                 self._abort.set()
                 self._give_back(devices, failed)
+            if then is not None:
+                outcomes = self._outcomes(devices)
+                threading.Thread(target=self._unlock_then, args=(devices, then),
+                                 name="netmig-txn-unlock").start()
+                handed_over = True
+                return outcomes
             self._phase("unlock", devices, self._finish, stop_on_failure=False)
             return self._outcomes(devices)
         finally:
+            if not handed_over:
+                self._close_all(devices)
+
+    def _unlock_then(self, devices: list[_Device], then: Callable[[], None]) -> None:
+        try:
+            self._phase("unlock", devices, self._finish, stop_on_failure=False)
+        finally:
             self._close_all(devices)
+            then()
 
     # ------------------------------------------------------------------ phases
     def _phase(self, label: str, devices: Iterable[_Device], fn: Callable[[_Device], object], *,
@@ -276,9 +301,28 @@ class NetworkTransaction:
         elif mode == "inline" and len(change.edit):
             self._step(dev, Step.VALIDATE, lambda: s.validate(change.edit), DevicePhase.VALIDATED)
 
+    def _check_staged(self, dev: _Device) -> None:
+        """Read the staged candidate back and verify it now, while the VM still runs; at the commit, a
+        running that answers the same bytes needs no second decode (see :meth:`_verify`)."""
+        s = self._session(dev)
+
+        def check() -> None:
+            candidate = s.get_config("candidate", dev.change.verify_filter)
+            self._require_change(dev, candidate, "staged candidate")
+            dev.staged_print = fingerprint(candidate)
+
+        self._step(dev, Step.CHECK_STAGED, check, None)
+
+    def _require_change(self, dev: _Device, data: Element, where: str) -> None:
+        mismatches = dev.change.verify(data)
+        if mismatches:
+            more = f" (and {len(mismatches) - 1} more)" if len(mismatches) > 1 else ""
+            raise DeviceError(dev.name, f"verify: {where} lacks the change: {mismatches[0]}{more}")
+
     def _update(self, dev: _Device) -> None:
         s = self._session(dev)
         change = dev.change
+        dev.staged_print = None  # the candidate changes: verify running in full
         if len(change.edit):
             self._step(dev, Step.EDIT, lambda: s.edit_config("candidate", change.edit), DevicePhase.EDITED)
         mode = change.endpoint.quirks.validate
@@ -289,13 +333,21 @@ class NetworkTransaction:
         s = self._session(dev)
         policy = self.commit_policy
 
+        persist = dev.persist_id if policy.persist else None
+
+        def commit_and_read() -> None:  # the verify read rides in the commit's flight: one round trip
+            dev.read_ahead = s.commit_and_read(dev.change.verify_filter, confirmed=True,
+                                               timeout_s=policy.confirm_timeout_s, persist=persist)
+
+        def commit_only() -> None:
+            s.commit(confirmed=True, timeout_s=policy.confirm_timeout_s, persist=persist)
+
         def commit() -> None:
             dev.commit_sent = True
+            dev.read_ahead = None
             try:
-                self._busy.run(dev.change.endpoint.quirks, lambda: s.commit(
-                    confirmed=True, timeout_s=policy.confirm_timeout_s,
-                    persist=dev.persist_id if policy.persist else None), what=f"{dev.name}: commit",
-                    abort=self._abort.is_set)
+                self._busy.run(dev.change.endpoint.quirks, commit_and_read if policy.verify else commit_only,
+                               what=f"{dev.name}: commit", abort=self._abort.is_set)
             except RpcError:
                 dev.commit_sent = False  # refused: nothing was committed
                 raise
@@ -306,11 +358,12 @@ class NetworkTransaction:
         s = self._session(dev)
 
         def verify() -> None:
-            running = s.get_config("running", dev.change.verify_filter)
-            mismatches = dev.change.verify(running)
-            if mismatches:
-                more = f" (and {len(mismatches) - 1} more)" if len(mismatches) > 1 else ""
-                raise DeviceError(s.device, f"verify: running lacks the change: {mismatches[0]}{more}")
+            running, dev.read_ahead = dev.read_ahead, None
+            if not isinstance(running, Element):  # not read in the commit's flight, or that read failed
+                running = s.get_config("running", dev.change.verify_filter)
+            if dev.staged_print is not None and fingerprint(running) == dev.staged_print:
+                return  # running answers exactly what the staged candidate answered, verified before
+            self._require_change(dev, running, "running")
 
         self._step(dev, Step.VERIFY, verify, DevicePhase.VERIFIED)
 

@@ -17,6 +17,7 @@ __all__ = [
     "child",
     "children",
     "element",
+    "fingerprint",
     "local_name",
     "parse",
     "qualify",
@@ -127,6 +128,11 @@ def text_of(parent: Element, namespace: str, name: str) -> str | None:
     if el is None or el.text is None:
         return None
     return el.text.strip()
+
+
+def fingerprint(el: Element) -> bytes:
+    """Canonical XML (C14N 1.0) of ``el``: equal bytes mean equal content, whatever the serialiser."""
+    return bytes(etree.tostring(el, method="c14n"))
 
 
 def to_bytes(el: Element, *, pretty: bool = False) -> bytes:

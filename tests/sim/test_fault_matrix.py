@@ -64,7 +64,8 @@ PHASES: dict[str, tuple[Step, str]] = {
     "edit": (Step.EDIT, "edit-config"),
     "validate": (Step.VALIDATE, "validate"),
     "commit-confirmed": (Step.COMMIT_CONFIRMED, "confirmed-commit"),
-    "verify": (Step.VERIFY, "get-config"),
+    # the verify read of running rides in the commit's flight (pipelined): armed with the commit
+    "verify": (Step.COMMIT_CONFIRMED, "get-config"),
     "confirm": (Step.CONFIRM, "confirming-commit"),
 }
 

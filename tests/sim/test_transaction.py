@@ -172,13 +172,40 @@ def test_lost_session_is_cancelled_from_a_new_one_with_the_persist_id(fab: Fabri
         if device == "b-nat1" and step is Step.VERIFY:
             sessions["b-nat1"].close()  # the device keeps the persistent confirmed commit pending
 
-    tx = NetworkTransaction(changes(fab, "lost"), ssh=ssh(fab), timeouts=FAST, on_step=drop_nat_session,
+    # running is read in the commit's flight, so b-nat1 verifies without its session; another device's
+    # failed verify makes the transaction roll back, and b-nat1 must be cancelled from a new session
+    plan = changes(fab, "lost")
+    i = next(i for i, c in enumerate(plan) if c.endpoint.name != "b-nat1")
+    plan[i] = DeviceChange(plan[i].endpoint, plan[i].edit, lambda running: ["policy order differs"])
+    tx = NetworkTransaction(plan, ssh=ssh(fab), timeouts=FAST, on_step=drop_nat_session,
                             session_factory=factory)
-    with pytest.raises(MigrationRolledBackError) as info:
+    with pytest.raises(MigrationRolledBackError, match="policy order differs") as info:
         tx.run()
     outcomes = {o.device: o for o in info.value.outcomes}
     assert outcomes["b-nat1"].phase_reached is DevicePhase.ROLLED_BACK
     assert snapshot(fab) == before
+
+
+def test_session_lost_after_the_commit_flight_is_confirmed_from_a_new_one(fab: Fabric) -> None:
+    before = snapshot(fab)
+    sessions: dict[str, DeviceSession] = {}
+
+    def factory(ep: DeviceEndpoint) -> DeviceSession:
+        made = DeviceSession(ep, ssh=ssh(fab), timeouts=FAST)
+        sessions.setdefault(ep.name, made)
+        return made
+
+    def drop_nat_session(device: str, step: Step) -> None:
+        if device == "b-nat1" and step is Step.CONFIRM:
+            sessions["b-nat1"].close()  # committed (persist token) and verified; the confirm must still land
+
+    tx = NetworkTransaction(changes(fab, "lost-late"), ssh=ssh(fab), timeouts=FAST, on_step=drop_nat_session,
+                            session_factory=factory)
+    outcomes = {o.device: o for o in tx.run()}
+    assert all(o.ok for o in outcomes.values()), outcomes
+    assert any("retrying from a new session" in n for n in (outcomes["b-nat1"].error or "").split("; "))
+    assert snapshot(fab) != before
+    assert all(fab.device(d).runtime.pending is None for d in DEVICES)  # confirmed for good everywhere
 
 
 def test_missing_module_fails_before_anything_is_locked(fab: Fabric) -> None:
