@@ -9,7 +9,7 @@ import pytest
 from lxml import etree
 
 from netmig import staging
-from netmig.errors import InputError
+from netmig.errors import InputError, MigrationRolledBackError
 from netmig.feedback import Outcome
 from netmig.model import PolicyKind, VmBundle
 from netmig.model.bundle import from_dict
@@ -58,6 +58,36 @@ def test_stage_then_commit_moves_new_learned_state_and_times_the_suspension(fres
     assert not fabric.device("b-fw1").engine.candidate_dirty()
     with pytest.raises(InputError, match="already committed"):
         stage.commit()
+
+
+def test_a_staged_candidate_lost_on_the_device_is_caught_by_the_verify(fresh_fabric: Any) -> None:
+    """The suspension's verify skips decoding only when running answers the very bytes the staged
+    candidate answered (verified during the pre-copy); a device that loses the staged edit (as netconfd
+    does after validate) commits nothing, and the migration must roll back everywhere."""
+    fabric, topo, environ = _lab(fresh_fabric)
+    before = {d: _running(fabric, d) for d in ("b-leaf1", "b-fw1", "b-nat1")}
+    stage = staging.prepare("vm-web-01", source="host-a1", destination="host-b3", topology=topo,
+                            environ=environ, options=OPTIONS)
+    fabric.device("b-fw1").engine.discard_changes()  # the device drops the staged change behind our back
+    with pytest.raises(MigrationRolledBackError, match=r"b-fw1.*verify: running lacks the change"):
+        stage.commit()
+    assert {d: _running(fabric, d) for d in before} == before
+
+
+def test_unchanged_learned_state_is_not_decoded_again_at_suspension(fresh_fabric: Any,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    fabric, topo, environ = _lab(fresh_fabric)
+    stage = staging.prepare("vm-web-01", source="host-a1", destination="host-b3", topology=topo,
+                            environ=environ, options=OPTIONS)
+    decoded: list[str] = []
+    for name, handle in stage._handles.items():
+        real = handle.codec.decode
+        monkeypatch.setattr(handle.codec, "decode",
+                            lambda *a, _real=real, _name=name, **k: decoded.append(_name) or _real(*a, **k))
+    result = stage.commit()
+    assert result.ok and decoded == []  # same bytes as the pre-copy's read: its decode is reused
+    assert any(s["source-port"] == "50000" and s["destination-address"] == "10.1.10.11"
+               for s in _sessions(fabric, "b-fw1"))  # and the pre-copied learned state landed
 
 
 def test_abort_discards_and_unlocks(fresh_fabric: Any) -> None:
