@@ -132,7 +132,7 @@ class Fabric:
         initial = dev.config if dev.config is not None else profile.default_config(dev.ports)
         engine = DeviceEngine(dev.name, schema, self.state_dir / "devices" / dev.name,
                               operational=profile.operational_hook(tables), initial_config=initial)
-        seeded_hook = profile.commit_hook(tables)
+        seeded_hook = profile.commit_hook(tables, engine.running_view)
         engine.on_commit(seeded_hook)
         seeded_hook(engine.running_view(), None)  # seeded DI committed in an earlier run
         runtime = DeviceRuntime(engine, name=dev.name)

@@ -116,6 +116,7 @@ class LearnedTables:
         self._seeded: dict[str, dict[tuple[str, ...], LearnedEntry]] = {k: {} for k in self.kinds}
         self._learned_index: FieldIndex = {k: {} for k in self.kinds}
         self._seeded_index: FieldIndex | None = {k: {} for k in self.kinds}  # None: build on first use
+        self._seeded_loader: Callable[[], Iterable[LearnedEntry]] | None = None  # set: read on first use
 
     def add(self, kind: str, *, vm_id: str | None = None, age_s: int = 0, lifetime_s: int | None = None,
             **fields: str | int) -> LearnedEntry:
@@ -163,14 +164,33 @@ class LearnedTables:
 
     def set_seeded(self, entries: Iterable[LearnedEntry]) -> None:
         """Replace the seeded entries (from the newly committed configuration)."""
+        fresh = self._by_kind(entries)
+        with self._lock:
+            self._seeded = fresh
+            self._seeded_loader = None
+            self._seeded_index = None  # every commit replaces the seeded entries: index them when read
+
+    def set_seeded_source(self, load: Callable[[], Iterable[LearnedEntry]]) -> None:
+        """The seeded entries changed: ``load()`` reads them when they are next needed, not now (a commit
+        need not re-read thousands of seeded entries that no one may look at before the next commit)."""
+        with self._lock:
+            self._seeded_loader = load
+            self._seeded_index = None
+
+    def _by_kind(self, entries: Iterable[LearnedEntry]) -> dict[str, dict[tuple[str, ...], LearnedEntry]]:
         fresh: dict[str, dict[tuple[str, ...], LearnedEntry]] = {k: {} for k in self.kinds}
         for entry in entries:
             if entry.kind in fresh:
                 entry.origin = "seeded"
                 fresh[entry.kind][entry.key] = entry
-        with self._lock:
-            self._seeded = fresh
-            self._seeded_index = None  # every commit replaces the seeded entries: index them when read
+        return fresh
+
+    def _seeded_now(self) -> dict[str, dict[tuple[str, ...], LearnedEntry]]:
+        """The seeded entries, read first if a commit changed them (the caller holds the lock)."""
+        if self._seeded_loader is not None:
+            load, self._seeded_loader = self._seeded_loader, None
+            self._seeded = self._by_kind(load())
+        return self._seeded
 
     def keys_where(self, kind: str, field: str, value: str) -> set[Key]:
         """Keys of the learned or seeded entries of ``kind`` whose ``field`` (canonical name, or
@@ -178,9 +198,10 @@ class LearnedTables:
         self._check_kind(kind)
         want = value.strip()
         with self._lock:
+            seeded = self._seeded_now()
             if self._seeded_index is None:
                 self._seeded_index = {k: {} for k in self.kinds}
-                for table in self._seeded.values():
+                for table in seeded.values():
                     for entry in table.values():
                         _post(self._seeded_index, entry)
             return (self._learned_index[kind].get(field, {}).get(want, set())
@@ -192,7 +213,7 @@ class LearnedTables:
         now = self._wallclock()
         with self._lock:
             merged = dict(self._learned[kind])
-            for key, entry in self._seeded[kind].items():
+            for key, entry in self._seeded_now()[kind].items():
                 live = entry.expires_at is None or entry.expires_at > now
                 if key not in merged and (live or include_expired):
                     merged[key] = entry
@@ -204,7 +225,7 @@ class LearnedTables:
         now = self._wallclock()
         out: list[LearnedEntry] = []
         with self._lock:
-            learned, seeded = self._learned[kind], self._seeded[kind]
+            learned, seeded = self._learned[kind], self._seeded_now()[kind]
             for key in sorted(keys):
                 entry = learned.get(key)
                 if entry is None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from lxml import etree
 
 from netconf_sim.fabricfile import VmSeed
-from netconf_sim.learned import LearnedTables, TableShape, parse_seeded
+from netconf_sim.learned import LearnedEntry, LearnedTables, TableShape, parse_seeded
 from netconf_sim.learnedselect import learned_selection
 from netconf_sim.xml import Element, data_root
 
@@ -127,17 +127,22 @@ class Profile:
 
         return hook
 
-    def commit_hook(self, tables: LearnedTables) -> Callable[[Element, list[str] | None], None]:
+    def commit_hook(self, tables: LearnedTables,
+                    running_now: Callable[[], Element]) -> Callable[[Element, list[str] | None], None]:
         """The engine's on_commit callback: merge committed seeded DI into the learned tables (parsed
-        again only when the commit changed the seeded container, or may have: ``changed`` None)."""
+        again only when the commit changed the seeded container, or may have: ``changed`` None; and
+        only when the tables are next read, from the running tree of then: ``running_now()``)."""
         top, sub = ("dynamic-info", "seeded") if self.flavour == "ietf" else ("acme-fabric", "preload")
         ns = self.namespace
+
+        def load() -> list[LearnedEntry]:
+            container = running_now().find(f"{{{ns}}}{top}/{{{ns}}}{sub}")
+            return parse_seeded(container, ns, self.seeded_shapes, self.learns)
 
         def hook(running: Element, changed: list[str] | None = None) -> None:
             if changed is not None and not _touches(changed, top, sub):
                 return
-            container = running.find(f"{{{ns}}}{top}/{{{ns}}}{sub}")
-            tables.set_seeded(parse_seeded(container, ns, self.seeded_shapes, self.learns))
+            tables.set_seeded_source(load)
 
         return hook
 
