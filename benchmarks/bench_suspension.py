@@ -8,8 +8,13 @@ firewall, NAT box). Every round migrates fresh VMs (one per contender). Suspensi
 - pre-staged: ``Stage.commit()`` (state-only read, delta, commit confirmed, verify, confirm, unlock);
 - one-shot: netmig's whole prepare + transaction, started when the VM suspends;
 - baseline: the whole ncclient-docs script (baseline_script.py);
-- floor (rpc): one lock-free ``<commit/>`` round trip per destination device, in parallel, over netmig's
-  transport (the protocol's minimum for a network-wide commit);
+- floor (commit): the issue's floor: one lock-free commit round trip per destination device, in
+  parallel, of the same staged change (another fresh VM's change is edited into each destination's
+  candidate without a lock, untimed; then one plain ``<commit/>`` per device, timed). The protocol's
+  minimum for a network-wide commit of this change: the devices' own commit work included, no lock, no
+  confirmed commit, no reads, no client work;
+- floor (empty commit): one ``<commit/>`` round trip per destination with nothing staged (the round trip
+  alone, shown for scale);
 - floor (sequence): the round trips a confirmed, verified suspension cannot avoid, bare, over netmig's
   transport with no client-side work: the state read on every source (parallel), then per destination
   (parallel) a ``<commit/>``, the verify read of running and a second ``<commit/>`` standing for the
@@ -44,6 +49,7 @@ from netmig.topology import resolve
 from netmig.transaction import NetworkTransaction
 
 CONTENDERS = ("pre-staged", "one-shot", "baseline")
+PER_ROUND = len(CONTENDERS) + 1  # + the VM whose change floor (commit) commits
 
 
 def _one_shot(topo, environ, vm, opts) -> float:  # type: ignore[no-untyped-def]
@@ -53,6 +59,24 @@ def _one_shot(topo, environ, vm, opts) -> float:  # type: ignore[no-untyped-def]
     NetworkTransaction(prepared.changes, ssh=ssh_policy_for(topo, opts.ssh), timeouts=opts.timeouts,
                        commit=opts.commit).run()
     return (time.perf_counter() - started) * 1000
+
+
+def _commit_floor(topo, environ, vm, opts) -> float:  # type: ignore[no-untyped-def]
+    plan = resolve(topo, vm.vm_id, vm.source_host, vm.destination_host)
+    prepared = prepare_centralized(plan, topo, opts, environ=environ)
+    ssh = ssh_policy_for(topo, opts.ssh)
+    sessions = [(DeviceSession(c.endpoint, ssh=ssh).open(), c) for c in prepared.changes]
+    try:
+        for session, change in sessions:  # staged, untimed: no lock, straight into the candidate
+            assert not change.extra_ops
+            session.edit_config("candidate", change.edit)
+        with ThreadPoolExecutor(max_workers=len(sessions)) as pool:
+            started = time.perf_counter()
+            list(pool.map(lambda pair: pair[0].commit(), sessions))
+            return (time.perf_counter() - started) * 1000
+    finally:
+        for session, _ in sessions:
+            session.close()
 
 
 def _rpc_floor(topo, environ, vm, opts) -> float:  # type: ignore[no-untyped-def]
@@ -120,16 +144,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
     rounds = args.rounds
-    gen = fabricgen.generate(len(CONTENDERS) * rounds, leaves=14, rules=100, nat=10, learned_fw=(100, 95))
+    gen = fabricgen.generate(PER_ROUND * rounds, leaves=14, rules=100, nat=10, learned_fw=(100, 95))
     opts = MigrationOptions()
-    times: dict[str, list[float]] = {c: [] for c in (*CONTENDERS, "floor (rpc)", "floor (sequence)",
-                                                     "floor (engine)")}
+    times: dict[str, list[float]] = {c: [] for c in (*CONTENDERS, "floor (commit)", "floor (empty commit)",
+                                                     "floor (sequence)", "floor (engine)")}
     precopy: list[float] = []
     replay: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-susp-") as tmp, \
             fabricgen.served(gen, Path(tmp) / "sim") as (state, topo, environ):
         for r in range(rounds):
-            vms = gen.vms[r * len(CONTENDERS):(r + 1) * len(CONTENDERS)]
+            vms = gen.vms[r * PER_ROUND:(r + 1) * PER_ROUND]
             stage = staging.prepare(vms[0].vm_id, source=vms[0].source_host,
                                     destination=vms[0].destination_host, topology=topo, environ=environ,
                                     options=opts)
@@ -152,24 +176,27 @@ def main(argv: list[str] | None = None) -> int:
                                                  ssh_config=state / "ssh_config")
             times["baseline"].append((time.perf_counter() - started) * 1000)
             assert changed == 4, changed
-            times["floor (rpc)"].append(_rpc_floor(topo, environ, vms[0], opts))
+            times["floor (commit)"].append(_commit_floor(topo, environ, vms[3], opts))
+            times["floor (empty commit)"].append(_rpc_floor(topo, environ, vms[0], opts))
             times["floor (sequence)"].append(_sequence_floor(topo, environ, replay["vm"], opts, replay))
     for _ in range(rounds):
         with tempfile.TemporaryDirectory(prefix="bench-engine-") as work:
             times["floor (engine)"].append(_engine_floor(gen, replay, Path(work)))
-    floor = statistics.median(times["floor (rpc)"])
+    floor = statistics.median(times["floor (commit)"])
+    empty = statistics.median(times["floor (empty commit)"])
     sequence_floor = statistics.median(times["floor (sequence)"])
     engine_floor = statistics.median(times["floor (engine)"])
     base = statistics.median(times["baseline"])
     print(f"suspension of one VM (100 ACL rules, 10 NAT, 200 learned entries, 4 destinations), "
           f"{rounds} rounds, median (min..max) ms; pre-copy (VM running) median "
           f"{statistics.median(precopy):.1f} ms")
-    print(f"{'contender':<18}{'median ms':>11}{'min':>9}{'max':>9}{'x faster than baseline':>24}"
-          f"{'x floor(rpc)':>14}{'x floor(sequence)':>19}{'x floor(engine)':>17}")
+    print(f"{'contender':<22}{'median ms':>10}{'min':>8}{'max':>8}{'x faster than baseline':>24}"
+          f"{'x floor(commit)':>17}{'x empty commit':>16}{'x floor(sequence)':>19}{'x floor(engine)':>17}")
     for name, values in times.items():
         med = statistics.median(values)
-        print(f"{name:<18}{med:>11.1f}{min(values):>9.1f}{max(values):>9.1f}{base / med:>24.1f}"
-              f"{med / floor:>14.1f}{med / sequence_floor:>19.1f}{med / engine_floor:>17.1f}")
+        print(f"{name:<22}{med:>10.1f}{min(values):>8.1f}{max(values):>8.1f}{base / med:>24.1f}"
+              f"{med / floor:>17.1f}{med / empty:>16.1f}{med / sequence_floor:>19.1f}"
+              f"{med / engine_floor:>17.1f}")
     return 0
 
 
