@@ -63,6 +63,7 @@ class DeviceEngine:
         stored_candidate = self._load("candidate")
         # edits a swapped-in candidate still owes (see commit): applied on its first use
         self._owed: list[tuple[Element, str, str]] | None = None
+        self._copy_owed = False  # the candidate is to be a copy of running, made on first use
         self._cand: Element
         self._candidate = stored_candidate if stored_candidate is not None else copy.deepcopy(self._running)
         self._dirty = stored_candidate is not None
@@ -128,7 +129,12 @@ class DeviceEngine:
 
     @property
     def _candidate(self) -> Element:
-        """The candidate tree; a commit's swap leaves it owing the committed edits, applied here."""
+        """The candidate tree; a commit's swap leaves it owing the committed edits, applied here (or,
+        after :meth:`commit_keeping_previous`, owing a copy of running)."""
+        if self._copy_owed:
+            self._copy_owed = False
+            self._changed("candidate")
+            self._cand = copy.deepcopy(self._running)
         if self._owed is not None:
             edits, self._owed = self._owed, None
             self._changed("candidate")
@@ -139,6 +145,7 @@ class DeviceEngine:
     @_candidate.setter
     def _candidate(self, tree: Element) -> None:
         self._owed = None
+        self._copy_owed = False
         self._cand = tree
 
     def _changed(self, store: str) -> None:
@@ -290,11 +297,28 @@ class DeviceEngine:
 
     def commit(self) -> list[str]:
         """Validate the candidate and make it running; returns the paths changed since the last commit."""
+        return self._commit(keep_previous=False)[0]
+
+    def commit_keeping_previous(self) -> tuple[list[str], Element]:
+        """:meth:`commit`, also returning the running tree from before it, which no one changes from then
+        on: a confirmed commit's rollback snapshot for no copy (the new candidate is copied from running
+        on its first use instead, off the commit's path). Nothing to commit: a copy of running."""
+        changed, previous = self._commit(keep_previous=True)
+        return changed, previous if previous is not None else copy.deepcopy(self._running)
+
+    def _commit(self, *, keep_previous: bool) -> tuple[list[str], Element | None]:
         if not self._dirty:
-            return []
+            return [], None
         self.validate("candidate")
         committed = self._candidate
-        if self._replay is not None:
+        previous = self._running
+        if keep_previous:
+            # The old running is the caller's now; the candidate is copied from the new running when
+            # next used (as after a commit without the swap, but lazily).
+            self._running = committed
+            self._copy_owed = True
+            self._owed = None
+        elif self._replay is not None:
             # Swap: the validated candidate becomes running as it is (no copy, no replay on the commit's
             # path); the old running becomes the candidate and owes it the same edits, replayed on its
             # first use (the next edit or read of the candidate, usually the next migration's).
@@ -313,7 +337,7 @@ class DeviceEngine:
         self._persist("running", self._running)
         self._persist_candidate()
         self._notify(changed)
-        return changed
+        return changed, previous if keep_previous else None
 
     def _replay_on(self, tree: Element, edits: list[tuple[Element, str, str]]) -> bool:
         """Apply ``edits`` (each once applied to the candidate) to ``tree``; False if that fails."""

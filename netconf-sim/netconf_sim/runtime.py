@@ -71,6 +71,7 @@ class EngineLike(Protocol):
     def delete_config(self, target: str) -> None: ...
     def validate(self, source: str | Element) -> None: ...
     def commit(self) -> list[str]: ...
+    def commit_keeping_previous(self) -> tuple[list[str], Element]: ...
     def discard_changes(self) -> None: ...
     def candidate_dirty(self) -> bool: ...
     def snapshot_running(self) -> Element: ...
@@ -238,9 +239,14 @@ class DeviceRuntime:
         elif persist_id is not None:
             raise _error("invalid-value", "no confirmed commit is pending for this persist-id",
                          info={"bad-element": "persist-id"})
-        snapshot = pending.snapshot if pending is not None else (
-            self.engine.snapshot_running() if confirmed else None)
-        changed = self.engine.commit()
+        snapshot: Element | None = None
+        if pending is not None:
+            snapshot = pending.snapshot
+            changed = self.engine.commit()
+        elif confirmed:
+            changed, snapshot = self.engine.commit_keeping_previous()  # no copy of running on this path
+        else:
+            changed = self.engine.commit()
         if pending is not None:
             pending.timer.cancel()
             self.pending = None

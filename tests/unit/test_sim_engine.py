@@ -184,6 +184,31 @@ def test_snapshot_restore(schema: Schema) -> None:
     assert calls == [1, 1]
 
 
+def test_commit_keeping_previous_hands_over_the_old_running_untouched(schema: Schema) -> None:
+    """A confirmed commit's rollback snapshot without a copy: the previous running tree, never changed
+    again; the candidate becomes a copy of the new running on first use."""
+    eng = engine(schema, None)
+    eng.edit_config("candidate", cfg("<item><name>b</name><size>2</size></item>"))
+    changed, previous = eng.commit_keeping_previous()
+    assert changed == ["/st:top/st:item[st:name='b']"]
+    assert sizes(previous) == {"a": "1"}
+    assert sizes(eng.get_config("running")) == sizes(eng.get_config("candidate")) == {"a": "1", "b": "2"}
+    before = etree.tostring(previous)
+    # the candidate is a copy, not running itself: editing it changes neither running nor the snapshot
+    eng.edit_config("candidate", cfg("<item><name>c</name><size>3</size></item>"))
+    assert sizes(eng.get_config("running")) == {"a": "1", "b": "2"}
+    eng.commit()
+    eng.edit_config("candidate", cfg('<item nc:operation="delete"><name>a</name></item>'))
+    eng.commit()
+    assert etree.tostring(previous) == before
+    assert sizes(eng.get_config("running")) == {"b": "2", "c": "3"}
+    eng.restore_running(previous)
+    assert sizes(eng.get_config("running")) == sizes(eng.get_config("candidate")) == {"a": "1"}
+    empty_changed, copy_of_running = eng.commit_keeping_previous()
+    assert empty_changed == [] and sizes(copy_of_running) == {"a": "1"}
+    assert copy_of_running is not eng.running_view()
+
+
 def test_schema_capabilities_and_library(schema: Schema) -> None:
     eng = engine(schema, None)
     assert eng.capabilities == [f"{ST}?module=simtest&revision=2026-01-01&features=colors"]
