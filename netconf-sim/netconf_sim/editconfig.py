@@ -2,7 +2,9 @@
 
 ``apply_edit`` changes ``target`` in place (no whole-tree copy) and returns an ``EditJournal``: call
 ``rollback()`` to undo every change, e.g. on error or for test-only. List entries are matched by their
-key leaves and leaf-list entries by value; errors carry an error-path with module prefixes.
+key leaves (through an :class:`~netconf_sim.entryindex.EntryIndex`, the caller's when it keeps one per
+tree across edits, so an edit costs its own entries, not the size of the lists it touches) and
+leaf-list entries by value; errors carry an error-path with module prefixes.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable
 
 from lxml import etree
 
+from .entryindex import EntryIndex
 from .rpcerror import SimRpcError
 from .schema import Schema, SNode
 from .xml import NC_OP_ATTR, Element
@@ -27,7 +30,8 @@ _NCNAME = re.compile(r"^[A-Za-z_][\w.\-]*$")
 class EditJournal:
     """Inverse operations of an edit, replayed backwards by ``rollback``; ``changed`` lists paths."""
 
-    def __init__(self) -> None:
+    def __init__(self, index: EntryIndex | None = None) -> None:
+        self.index = index if index is not None else EntryIndex()
         self._undo: list[Callable[[], None]] = []
         self.changed: list[str] = []
         self.touched_tops: set[str] = set()
@@ -44,6 +48,7 @@ class EditJournal:
         self.touched_tops.add(top)
 
     def rollback(self) -> None:
+        self.index.clear()  # the undo steps do not tell the index what they restore
         while self._undo:
             self._undo.pop()()
         self.changed.clear()
@@ -58,8 +63,7 @@ class _Ctx:
         self.journal = journal
         self.continue_on_error = continue_on_error
         self.nsmap: dict[str, str] = {}
-        # list entries by key, per (parent, list): one edit of E entries into a list of N is O(E + N)
-        self.entries: dict[tuple[Element, str], dict[tuple[str, ...], Element | None]] = {}
+        self.index = journal.index  # list entries by key, per (parent, list)
 
     def fail(self, err: SimRpcError) -> None:
         err.path_nsmap = {**self.nsmap, **err.path_nsmap}
@@ -69,22 +73,27 @@ class _Ctx:
 
 
 def apply_edit(target: Element, config: Element, schema: Schema, *, default_operation: str = "merge",
-               error_option: str = "stop-on-error") -> EditJournal:
+               error_option: str = "stop-on-error", index: EntryIndex | None = None) -> EditJournal:
     """Apply the children of ``config`` to ``target`` (a ``<data>`` root) in place.
 
     Raises the first SimRpcError (after undoing the partial edit) unless ``error_option`` is
     continue-on-error, which applies what it can and returns the errors in ``journal.errors``.
+    ``index``: ``target``'s keyed list entries, kept by the caller across edits of the same tree (the
+    edit keeps it up to date; a rollback clears it); without one, a fresh index for this edit.
     """
     if default_operation not in ("merge", "replace", "none"):
         raise SimRpcError.invalid_parameter(f"bad default-operation {default_operation!r}")
     if error_option not in ("stop-on-error", "continue-on-error", "rollback-on-error"):
         raise SimRpcError.invalid_parameter(f"bad error-option {error_option!r}")
-    journal = EditJournal()
+    journal = EditJournal(index)
     ctx = _Ctx(schema, journal, error_option == "continue-on-error")
     try:
         _edit_children(ctx, target, config, schema.root, default_operation, "", "")
     except SimRpcError:
         journal.rollback()
+        raise
+    except BaseException:
+        journal.index.clear()  # not undone (a bug, not a NETCONF error): at least nothing stale stays
         raise
     return journal
 
@@ -168,27 +177,11 @@ def _entry_keys(ctx: _Ctx, c: Element, node: SNode, path: str) -> list[str] | No
     return values
 
 
-def _find_existing(t_parent: Element, c: Element, node: SNode, keys: list[str] | None,
-                   ctx: _Ctx | None = None) -> Element | None:
-    if node.kind == "list" and ctx is not None and keys is not None:
-        index = ctx.entries.get((t_parent, node.tag))
-        if index is None:
-            index = ctx.entries[(t_parent, node.tag)] = {
-                tuple((e.findtext(k) or "").strip() for k in node.keys): e
-                for e in t_parent.iterchildren(node.tag)}
-        wanted = tuple(keys)
-        if wanted not in index:
-            index[wanted] = None  # may be created now: look it up the slow way if asked again
-            return None
-        hit = index[wanted]
-        if hit is not None and hit.getparent() is t_parent:
-            return hit
+def _find_existing(ctx: _Ctx, t_parent: Element, c: Element, node: SNode,
+                   keys: list[str] | None) -> Element | None:
     if node.kind == "list":
         assert keys is not None
-        for cand in t_parent.iterchildren(node.tag):
-            if all((cand.findtext(k) or "").strip() == v for k, v in zip(node.keys, keys, strict=True)):
-                return cand
-        return None
+        return ctx.index.find(t_parent, node.tag, node.keys, tuple(keys))
     if node.kind == "leaf-list":
         want = (c.text or "").strip()
         for cand in t_parent.iterchildren(node.tag):
@@ -214,6 +207,9 @@ def _insert(ctx: _Ctx, t_parent: Element, new: Element, node: SNode, path: str, 
             kel = new.find(key)
             if kel is not None:
                 new.insert(0, kel)
+        ctx.index.added(t_parent, node.tag, new)
+    else:
+        ctx.index.child_changed(t_parent, node.tag)
     ctx.journal.record(lambda: t_parent.remove(new), path, top)
     ctx.journal.new_nodes.append(new)
     ctx.journal.parents.append(t_parent)
@@ -222,15 +218,25 @@ def _insert(ctx: _Ctx, t_parent: Element, new: Element, node: SNode, path: str, 
 def _delete(ctx: _Ctx, t_parent: Element, old: Element, path: str, top: str) -> None:
     index = t_parent.index(old)
     t_parent.remove(old)
+    _removed(ctx, t_parent, old)
     ctx.journal.record(lambda: t_parent.insert(index, old), path, top)
     ctx.journal.parents.append(t_parent)
 
 
 def _replace(ctx: _Ctx, t_parent: Element, old: Element, new: Element, path: str, top: str) -> None:
     t_parent.replace(old, new)
+    _removed(ctx, t_parent, old)
+    ctx.index.added(t_parent, str(new.tag), new)
     ctx.journal.record(lambda: t_parent.replace(new, old), path, top)
     ctx.journal.new_nodes.append(new)
     ctx.journal.parents.append(t_parent)
+
+
+def _removed(ctx: _Ctx, t_parent: Element, old: Element) -> None:
+    """Tell the index ``old`` left ``t_parent`` (a list entry, or a key leaf of an indexed entry)."""
+    tag = str(old.tag)
+    ctx.index.removed(t_parent, tag, old)
+    ctx.index.child_changed(t_parent, tag)
 
 
 def _shell(c: Element, node: SNode) -> Element:
@@ -284,7 +290,7 @@ def _edit_one(ctx: _Ctx, t_parent: Element, c: Element, s_parent: SNode, inherit
     keys = _entry_keys(ctx, c, node, path) if node.kind == "list" else None
     if node.kind == "list" and keys is None:
         return
-    existing = _find_existing(t_parent, c, node, keys, ctx)
+    existing = _find_existing(ctx, t_parent, c, node, keys)
     here = xpath_of(ctx.schema, node, path, c if node.kind in ("list", "leaf-list") else None, ctx.nsmap)
     top = top or here
     inner = node.kind in ("container", "list")

@@ -1,9 +1,12 @@
 """The datastores of one simulated device and every datastore operation, with no networking.
 
 Running, candidate and startup are lxml trees rooted at ``<data>`` in the base namespace. Running and
-startup persist to ``state_dir`` (and the candidate while it differs from running) after each change.
+startup persist to ``state_dir`` (and the candidate while it differs from running: whole when replaced,
+then one appended record per edit; see :mod:`netconf_sim.storefiles`) after each change.
 Edits go to the candidate in place under an undo journal; commit validates the candidate (skipped when
-nothing changed since the last successful validation) and makes it running.
+nothing changed since the last successful validation) and makes it running. Each tree keeps its keyed
+list entries (:class:`~netconf_sim.entryindex.EntryIndex`) across the edits made to it, through commit's
+swap (the index goes with its tree); a tree made afresh (copy, discard, restore) starts a new one.
 """
 
 from __future__ import annotations
@@ -11,20 +14,20 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from lxml import etree
 
 from .editconfig import apply_edit
+from .entryindex import EntryIndex
 from .listindex import ListIndex
 from .rpcerror import SimRpcError
 from .schema import Schema
+from .storefiles import StoreFiles
 from .subtree import apply_subtree_filter
 from .validate import validate_changes, validate_datastore
-from .xml import NC_NS, YANGLIB_NS, Element, data_root, parse, qname
+from .xml import NC_NS, YANGLIB_NS, Element, data_root, qname
 from .xpathfilter import apply_xpath_filter
 
 __all__ = ["DATASTORES", "DeviceEngine"]
@@ -50,10 +53,11 @@ class DeviceEngine:
         self._operational_filters = operational is not None and _takes_filter(operational)
         # per datastore: the tree a filter index was built on and the index (dropped on every change)
         self._indexes: dict[str, tuple[Element, ListIndex]] = {}
+        # per tree (running's, the candidate's): its keyed list entries, kept up to date by every edit
+        self._entry_indexes: list[tuple[Element, EntryIndex]] = []
         self.capabilities: list[str] = schema.module_capabilities()
         self._callbacks: list[Callable[[Element, list[str] | None], None]] = []
-        if self.state_dir is not None:
-            self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._files = StoreFiles(name, self.state_dir)
         initial = _as_data(initial_config) if initial_config is not None else data_root()
         loaded = self._load("running")
         self._running = loaded if loaded is not None else initial
@@ -61,6 +65,11 @@ class DeviceEngine:
         if self._startup is None:
             self._startup = copy.deepcopy(self._running)
         stored_candidate = self._load("candidate")
+        edits = self._files.candidate_edits()
+        if edits:  # the edits since the candidate was saved whole (or since running was, without one)
+            base = stored_candidate if stored_candidate is not None else copy.deepcopy(self._running)
+            if self._replay_on(base, edits):
+                stored_candidate = base
         # edits a swapped-in candidate still owes (see commit): applied on its first use
         self._owed: list[tuple[Element, str, str]] | None = None
         self._copy_owed = False  # the candidate is to be a copy of running, made on first use
@@ -78,32 +87,15 @@ class DeviceEngine:
         self._persist("startup", self._startup)
 
     # -- persistence ----------------------------------------------------------------------------
-    def _file(self, store: str) -> Path | None:
-        return self.state_dir / f"{store}.xml" if self.state_dir is not None else None
-
     def _load(self, store: str) -> Element | None:
-        path = self._file(store)
-        if path is None or not path.is_file():
-            return None
-        try:
-            return _as_data(parse(path.read_bytes()))
-        except ValueError as exc:
-            log.warning("%s: ignoring unreadable %s: %s", self.name, path, exc)
-            return None
+        tree = self._files.load(store)
+        return _as_data(tree) if tree is not None else None
 
     def _persist(self, store: str, tree: Element | None) -> None:
-        path = self._file(store)
-        if path is None:
-            return
-        if tree is None:
-            path.unlink(missing_ok=True)
-            return
-        fd, tmp = tempfile.mkstemp(prefix=f".{store}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(etree.tostring(tree, xml_declaration=True, encoding="utf-8"))
-        os.replace(tmp, path)
+        self._files.save(store, tree)
 
     def _persist_candidate(self) -> None:
+        """Save the candidate whole (none while it equals running), dropping its log of edits."""
         self._persist("candidate", self._candidate if self._dirty else None)
 
     # -- helpers --------------------------------------------------------------------------------
@@ -126,6 +118,34 @@ class DeviceEngine:
         index = ListIndex()
         self._indexes[store] = (tree, index)
         return index
+
+    def _entries_of(self, tree: Element) -> EntryIndex:
+        """The keyed list entries of ``tree`` (running's or the candidate's), built lazily per list."""
+        for held, index in self._entry_indexes:
+            if held is tree:
+                return index
+        index = EntryIndex()
+        live = (getattr(self, "_running", None), getattr(self, "_cand", None))  # drop those of old trees
+        self._entry_indexes = [(t, i) for t, i in self._entry_indexes
+                               if t is live[0] or t is live[1]] + [(tree, index)]
+        return index
+
+    def list_entry(self, store: str, path: tuple[str, ...], key: dict[str, str]) -> Element | None:
+        """The entry of the list at ``path`` (Clark tags from the top container down to the list; each
+        container along it the first of its name) whose key leaves (local name -> value) are ``key``,
+        in ``store``'s tree (the live element: read-only by convention); in time independent of the
+        list's size."""
+        tree = self._store(store)
+        node = self.schema.root
+        parent: Element | None = tree
+        for tag in path[:-1]:
+            node = node.children[tag]
+            parent = parent.find(tag) if parent is not None else None
+        if parent is None:
+            return None
+        lst = node.children[path[-1]]
+        wanted = tuple(key.get(k.rpartition("}")[2], "").strip() for k in lst.keys)
+        return self._entries_of(tree).find(parent, lst.tag, lst.keys, wanted)
 
     @property
     def _candidate(self) -> Element:
@@ -211,8 +231,9 @@ class DeviceEngine:
         if test_option not in ("test-then-set", "set", "test-only"):
             raise SimRpcError.invalid_parameter(f"bad test-option {test_option!r}")
         self._changed("candidate")
-        journal = apply_edit(self._candidate, config, self.schema, default_operation=default_operation,
-                             error_option=error_option)
+        tree = self._candidate
+        journal = apply_edit(tree, config, self.schema, default_operation=default_operation,
+                             error_option=error_option, index=self._entries_of(tree))
         if test_option != "set" and journal:
             errors = validate_changes(self.schema, self._candidate, journal.new_nodes, journal.parents,
                                       syntax_only=True)
@@ -234,7 +255,7 @@ class DeviceEngine:
                 self._parents.extend(journal.parents)
             if self._replay is not None:
                 self._replay.append((config, default_operation, error_option))
-            self._persist_candidate()
+            self._files.append_edit(config, default_operation, error_option)  # the edit, not the tree
         self._raise_collected(journal.errors)
 
     @staticmethod
@@ -344,7 +365,7 @@ class DeviceEngine:
         try:
             for config, default_operation, error_option in edits:
                 apply_edit(tree, config, self.schema, default_operation=default_operation,
-                           error_option=error_option)
+                           error_option=error_option, index=self._entries_of(tree))
         except SimRpcError:
             log.warning("%s: replaying committed edits failed; copying running", self.name)
             return False

@@ -24,8 +24,16 @@ from typing import TYPE_CHECKING, Protocol
 
 from lxml import etree
 
-from .learned import KIND_FIELDS, KIND_KEYS, LearnedEntry, LearnedTables, TableShape
-from .ledger import EntryKey, ImportLedger, ImportRecord, removal_config, seeded_entries
+from .learned import KIND_FIELDS, KIND_KEYS, OWNER, LearnedEntry, LearnedTables, TableShape
+from .ledger import (
+    EntryKey,
+    ImportLedger,
+    ImportRecord,
+    removal_config,
+    seeded_entries,
+    seeded_key,
+    seeded_path,
+)
 from .migration_xml import (
     MIGRATION_NS,
     Associate,
@@ -106,7 +114,10 @@ class MigrationAgent:
 
     # -- export ---------------------------------------------------------------------------------
     def vm_entries(self, vm_id: str) -> list[LearnedEntry]:
-        out = [e for kind in self.tables.kinds for e in self.tables.entries(kind) if e.vm_id == vm_id]
+        """The VM's learned and seeded entries, per kind in key order (found through the owner index)."""
+        tables = self.tables
+        out = [e for kind in tables.kinds
+               for e in tables.entries_at(kind, tables.keys_where(kind, OWNER, vm_id)) if e.vm_id == vm_id]
         out += [e for table in self.extra_seeded.values() for e in table.values() if e.vm_id == vm_id]
         return out
 
@@ -198,8 +209,7 @@ class MigrationAgent:
         counts: dict[str, int] = {}
         extra = [e for e in keep if e.kind in self.extra_shapes]
         standard = [e for e in keep if e.kind not in self.extra_shapes]
-        before = set(self.seeded_in("candidate")) if standard else set()
-        created = {(e.kind, e.key) for e in standard} - before
+        created = {(e.kind, e.key) for e in standard if self.seeded_entry("candidate", e.kind, e.key) is None}
         created_extra = {(e.kind, e.key) for e in extra if e.key not in self.extra_seeded.get(e.kind, {})}
         if standard:
             self._seeded_config(config, vm_id, standard, rules, now)
@@ -216,16 +226,35 @@ class MigrationAgent:
 
     # -- withdraw -------------------------------------------------------------------------------
     def seeded_in(self, datastore: str) -> dict[EntryKey, str | None]:
-        """The seeded entries ``datastore`` holds: (kind, key) -> owning VM."""
+        """Every seeded entry ``datastore`` holds: (kind, key) -> owning VM (reads the whole container)."""
         return seeded_entries(self.profile, self.runtime.engine.get_config(datastore, None))
 
-    def _record(self, migration_id: str, vm_id: str) -> ImportRecord | None:
-        """The migration's ledger record (after pruning); a record of another VM is refused."""
-        def held() -> set[EntryKey]:
-            extra = {(kind, key) for kind, table in self.extra_seeded.items() for key in table}
-            return set(self.seeded_in("candidate")) | set(self.seeded_in("running")) | extra
+    def seeded_entry(self, datastore: str, kind: str, key: tuple[str, ...]) -> Element | None:
+        """The seeded list entry ``key`` of ``kind`` in ``datastore`` (live, read-only), found by key."""
+        return self.runtime.engine.list_entry(datastore, seeded_path(self.profile, kind),
+                                 seeded_key(self.profile, kind, key))
 
-        self.ledger.prune(held, settled=self.runtime.pending is None)
+    def seeded_owner(self, datastore: str, kind: str, key: tuple[str, ...]) -> str | None:
+        """The VM owning seeded entry ``key`` of ``kind`` in ``datastore`` (None: absent or unowned)."""
+        entry = self.seeded_entry(datastore, kind, key) if kind in self.profile.seeded_shapes else None
+        if entry is None:
+            return None
+        owner = entry.findtext(qname(self.profile.namespace, self.profile.seeded_shapes[kind].owner_field))
+        return owner.strip() if owner else None
+
+    def _holds(self, name: EntryKey) -> bool:
+        kind, key = name
+        if key in self.extra_seeded.get(kind, {}):
+            return True
+        if kind not in self.profile.seeded_shapes:
+            return False
+        return any(self.seeded_entry(store, kind, key) is not None for store in ("candidate", "running"))
+
+    def _record(self, migration_id: str, vm_id: str) -> ImportRecord | None:
+        """The migration's ledger record (forgotten first if expired, or if settled with none of its
+        entries held: checked by key, not by reading the datastores); a record of another VM is refused."""
+        self.ledger.expire()
+        self.ledger.settle(migration_id, self._holds, settled=self.runtime.pending is None)
         record = self.ledger.get(migration_id)
         if record is not None and record.vm_id != vm_id:
             raise SimRpcError.invalid_value(f"migration {migration_id} imported DI of {record.vm_id}, "
@@ -238,8 +267,7 @@ class MigrationAgent:
         record = self._record(migration_id, vm_id)
         removed = 0
         if record is not None:
-            have = self.seeded_in("candidate")
-            gone = sorted(k for k in record.created if have.get(k) == vm_id)
+            gone = sorted(k for k in record.created if self.seeded_owner("candidate", *k) == vm_id)
             if gone:
                 self.runtime.engine.edit_config("candidate", removal_config(self.profile, gone))
             removed = len(gone)
@@ -256,8 +284,8 @@ class MigrationAgent:
         for entry in entries:
             if entry.kind not in self.tables.kinds:
                 continue
-            for have in self.tables.entries(entry.kind):
-                if have.key == entry.key and have.vm_id not in (None, vm_id):
+            for have in self.tables.entries_at(entry.kind, (entry.key,)):  # the entry at its key, if any
+                if have.vm_id not in (None, vm_id):
                     raise SimRpcError("application", "data-exists", app_tag="di-conflict",
                                       message=f"{self.name}: {entry.kind} {'/'.join(entry.key)} belongs to "
                                               f"{have.vm_id}")

@@ -117,3 +117,31 @@ def test_withdraw_respects_locks_and_the_vm(fab: Fabric) -> None:
         assert wrong.value.tag == "invalid-value"
         holder.discard_changes()
     assert sum(seeded(fab).values()) == total  # nothing was withdrawn
+
+
+def test_imports_and_withdraws_find_entries_by_key(fab: Fabric, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No import-di or withdraw-di reads the device's whole seeded container (each costs its own entries),
+    and the ledger still forgets a record whose entries were rolled back: its id can be used again."""
+    from netconf_sim.migration import MigrationAgent
+
+    def whole_container(self: MigrationAgent, datastore: str) -> None:
+        raise AssertionError(f"{self.name} read every seeded entry of {datastore}")
+
+    monkeypatch.setattr(MigrationAgent, "seeded_in", whole_container)
+    blob = export(fab)
+    macs = imported(fab, "m-earlier", blob, ("mac-entry",))
+    total = imported(fab, "m-now", blob, KINDS)
+    with session(fab, "b-leaf1") as s, s.locked("candidate"):
+        assert count(s.rpc(withdraw_op("m-now", VM))) == total - macs
+        s.commit()
+    assert seeded(fab) == {"mac-entry": macs, "arp-entry": 0, "dhcp-binding": 0}
+    agent = fab.device("b-leaf1").migration
+    assert agent is not None
+    ledger = agent.ledger
+    with session(fab, "b-leaf1") as s, s.locked("candidate"):  # imported, then discarded: nothing held
+        assert count(s.rpc(import_op("m-gone", blob, ("arp-entry",)))) > 0
+        s.discard_changes()
+    assert "m-gone" in ledger
+    with session(fab, "b-leaf1") as s, s.locked("candidate"):
+        assert count(s.rpc(withdraw_op("m-gone", VM))) == 0
+    assert "m-gone" not in ledger  # looked up, settled, none of its entries held: forgotten

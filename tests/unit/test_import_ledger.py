@@ -38,3 +38,35 @@ def test_forgotten_after_the_ttl_even_when_held() -> None:
     now[0] = 3601
     ledger.prune(lambda: {ARP}, settled=True)
     assert "m-1" not in ledger
+
+
+def test_expire_forgets_the_oldest_first_and_stops_at_the_first_live() -> None:
+    now = [0.0]
+    ledger = ImportLedger(ttl_s=10, clock=lambda: now[0])
+    for n in range(5):
+        now[0] = float(n)
+        ledger.note(f"m-{n}", "vm-1", {MAC}, set())
+    ledger.note("m-0", "vm-1", {ARP}, set())  # a later import keeps the record's age
+    now[0] = 12.5
+    ledger.expire()
+    assert [m for m in (f"m-{n}" for n in range(5)) if m in ledger] == ["m-3", "m-4"]
+    assert len(ledger) == 2
+
+
+def test_settle_forgets_one_record_by_key_only_when_settled_and_gone() -> None:
+    ledger = ImportLedger()
+    ledger.note("m-1", "vm-1", {MAC, ARP}, set())
+    ledger.note("m-2", "vm-2", set(), set())
+    asked: list[object] = []
+
+    def holds(name: object) -> bool:
+        asked.append(name)
+        return name == ARP
+
+    ledger.settle("m-1", holds, settled=True)
+    assert "m-1" in ledger  # ARP still held
+    ledger.settle("m-1", lambda name: False, settled=False)
+    assert "m-1" in ledger  # pending: may come back
+    ledger.settle("m-1", lambda name: False, settled=True)
+    assert "m-1" not in ledger and "m-2" in ledger  # only the record asked about is looked at
+    assert set(asked) <= {MAC, ARP}
