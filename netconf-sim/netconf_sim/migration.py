@@ -324,15 +324,17 @@ class MigrationAgent:
         mid, vm = _need(op, "migration-id"), _need(op, "vm-id")
         timeout = int(_text(op, "confirm-timeout") or "600")
         rules = parse_rules(op)
+        group = _text(op, "group-id") or None
         jobs: list[tuple[MigrationAgent, Associate]] = [(self, Associate(
-            mid, vm, s_bit, parse_peers(op), _text(op, "bridge-vm-port"), timeout, rules, op))]
+            mid, vm, s_bit, parse_peers(op), _text(op, "bridge-vm-port"), timeout, rules, op, group))]
         for part in op.findall(_q("participant")):
             name = _need(part, "name")
             agent = self.directory.agent(name)
             if agent is None:
                 raise SimRpcError.invalid_value(f"{self.name} cannot reach participant {name}",
                                                 app_tag="unknown-participant")
-            jobs.append((agent, Associate(mid, vm, s_bit, parse_peers(part), None, timeout, rules, op)))
+            jobs.append((agent, Associate(mid, vm, s_bit, parse_peers(part), None, timeout, rules, op,
+                                          group)))
         loop = asyncio.get_running_loop()
         for agent, job in jobs:
             loop.call_soon(agent.start, job)

@@ -74,6 +74,12 @@ class Associate:
     confirm_timeout_s: int
     rules: TransferRules
     rules_xml: Element
+    group_id: str | None = None  # several associates sharing one pending commit per destination
+
+    @property
+    def commit_id(self) -> str:
+        """What the persist-id of this job's follow-up confirmed commits is derived from."""
+        return self.group_id or self.migration_id
 
 
 # -- small XML helpers ----------------------------------------------------------------------------

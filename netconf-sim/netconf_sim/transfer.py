@@ -3,11 +3,13 @@
 :func:`run_job` is one device's part of a vdp-associate. D-PUSH (S-bit): the device exports the VM's DI
 and, for each partner, opens a NETCONF session to it, locks its candidate, sends ``import-di`` and a
 follow-up ``commit confirmed`` with the persist-id both sides derive from the migration-id
-(:func:`netconf_sim.migration_xml.persist_id_for`), then unlocks. D-PULL (M-bit): the device fetches
-``export-di`` from each source partner and imports the blob into its own candidate the same way (over
-NETCONF to itself, so locks and the confirmed commit behave exactly as for a remote peer). Every transfer
-is announced with a ``di-transferred`` notification and the device's part ends with one
-``migration-feedback`` notification, success or fail. The caller (netmig) confirms or cancels.
+(:func:`netconf_sim.migration_xml.persist_id_for`; from the associate's ``group-id`` when it has one: the
+associates of a batch's VMs then share one pending commit per destination), then unlocks. D-PULL
+(M-bit): the device fetches ``export-di`` from each source partner and imports the blob into its own
+candidate the same way (over NETCONF to itself, so locks and the confirmed commit behave exactly as for
+a remote peer). Every transfer is announced with a ``di-transferred`` notification and the device's part
+ends with one ``migration-feedback`` notification, success or fail. The caller (netmig) confirms or
+cancels.
 
 A peer's candidate that another session holds is waited for (:class:`LockWait`): until a little before
 the caller's ``feedback-deadline`` when the associate carries one, so the device's fail report, naming
@@ -237,8 +239,8 @@ async def import_and_commit(client: PeerClient, job: Associate, *, source: str, 
                             blob: str, content_type: str, sha256: str, kinds: tuple[str, ...],
                             vm_port: str | None, wait: LockWait | None = None) -> int:
     """Lock the peer's candidate (waiting as ``wait`` allows; default: :data:`LOCK_WAIT_S`), import-di,
-    follow-up confirmed commit with the derived persist-id."""
-    persist = persist_id_for(job.migration_id, destination)
+    follow-up confirmed commit with the persist-id derived from the job's group-id, or migration-id."""
+    persist = persist_id_for(job.commit_id, destination)
     await _lock(client, wait or LockWait())
     try:
         op = _op(MIGRATION_NS, "import-di", migration_id=job.migration_id, vm_id=job.vm_id, blob=blob,
