@@ -1,18 +1,20 @@
 """Mass migration (issue 7): 10, 100, 1000, 5000 VMs over a generated 33-device fabric, per mode and for
 the baseline script, one table showing how the cost grows with the number of VMs.
 
-    python benchmarks/bench_mass.py [--sizes 10,100,1000,5000] [--modes batch,batch-middle,middle,d-push]
+    python benchmarks/bench_mass.py [--sizes 10,100,1000,5000] [--modes batch,batch-middle,batch-d-push,...]
                                     [--mode-sizes 10,100] [--baseline-sizes 10,100] [--baseline-limit-s 300]
 
 Modes: ``batch`` is netmig's mass migration (netmig.batch.migrate_many: centralized, group commit per
 destination device) over ``--sizes``; ``batch-middle`` the same in the middle mode (static policies group
 committed; each VM's DI exported from its sources as an opaque blob into a SQLite transfer store and
 imported by ``import-di`` under its group's confirmed commit; nd-entry may be dropped, as for the
-singles); there is no d-push/d-pull batch (netmig.batch says why); ``centralized``, ``middle``, ``d-push``
-and ``d-pull`` run the VMs as concurrent single migrations (netmig.api.migrate with that mode,
-``--workers`` at a time, as bench_modes.py --many) over ``--sizes`` capped to ``--mode-sizes``; the
-baseline (baseline_script.py, one VM after another) runs ``--baseline-sizes`` and stops once it has run
-``--baseline-limit-s`` (its rate is measured on the VMs it finished).
+singles); ``batch-d-push``/``batch-d-pull`` the same in the distributed modes (static policies staged with
+one confirmed commit per destination per group, then one vdp-associate per VM sharing it through the
+group-id; the devices transfer the DI device-to-device, netmig.batch_distributed); ``centralized``,
+``middle``, ``d-push`` and ``d-pull`` run the VMs as concurrent single migrations (netmig.api.migrate
+with that mode, ``--workers`` at a time, as bench_modes.py --many) over ``--sizes`` capped to
+``--mode-sizes``; the baseline (baseline_script.py, one VM after another) runs ``--baseline-sizes``
+and stops once it has run ``--baseline-limit-s`` (its rate is measured on the VMs it finished).
 
 Each run is a fresh child process against a fresh fabric served by netconf-sim in its own process, so
 the coordinator's CPU (process_time) and peak memory are its own: ``peak MB`` is the child's peak RSS
@@ -42,8 +44,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fabricgen
 
 SINGLES = ("centralized", "middle", "d-push", "d-pull")
-BATCHES = ("batch", "batch-middle")
+BATCHES = ("batch", "batch-middle", "batch-d-push", "batch-d-pull")
 LABELS = {"batch": "batch (group commit)", "batch-middle": "batch-middle (group commit)",
+          "batch-d-push": "batch-d-push (group commit)", "batch-d-pull": "batch-d-pull (group commit)",
           "baseline": "baseline script",
           **{m: f"{m} (concurrent singles)" for m in SINGLES}}
 
@@ -92,7 +95,7 @@ def _one(size: int, mode: str, limit_s: float, group_size: int, workers: int = 1
 
             items = [BatchItem(v.vm_id, v.source_host, v.destination_host) for v in gen.vms]
             options = MigrationOptions() if mode == "batch" else MigrationOptions(
-                mode=Mode.MIDDLE, allow_drop=frozenset({PolicyKind.ND_ENTRY}))
+                mode=Mode(mode.removeprefix("batch-")), allow_drop=frozenset({PolicyKind.ND_ENTRY}))
             store = SqliteStore(state / "store.sqlite") if mode == "batch-middle" else None
             result = migrate_many(items, topology=topo, environ=environ, workers=4, group_size=group_size,
                                   options=options, store=store)

@@ -12,11 +12,12 @@ feedback (issue 7).
    ``device_parallelism`` at a time), verified against every VM's intent, then confirmed.
    A group that fails is rolled back as a whole: its VMs are FAIL with the transaction's reason.
 
-Modes: centralized, and middle (:mod:`netmig.batch_middle`: the static policies as above, each VM's DI
+Modes: centralized; middle (:mod:`netmig.batch_middle`: the static policies as above, each VM's DI
 exported from its sources as opaque blobs into the transfer store and imported by ``import-di`` under
-its group's confirmed commit). Not d-push/d-pull: there the devices' own imports are follow-up confirmed
-commits under a persist-id derived from each VM's migration id, so two VMs cannot share one destination's
-pending commit, and the devices record imports one VM per migration id (see the README's bench_mass notes).
+its group's confirmed commit); d-push and d-pull (:mod:`netmig.batch_distributed`: the group's static
+policies staged with one confirmed commit per destination, then one ``vdp-associate`` per VM carrying the
+group's ``group-id``, so the devices' own imports are follow-up commits of that one pending commit; a VM
+whose transfer fails fails its whole group, rolled back everywhere).
 
 Per-VM ``suspension_ms`` is the time of the VM's group transaction (the VMs of a group resume together).
 """
@@ -53,6 +54,7 @@ from netmig.transaction import DeviceChange, NetworkTransaction
 from netmig.xmlkit import Element, element
 
 if TYPE_CHECKING:
+    from netmig.batch_distributed import DistributedBatch
     from netmig.batch_middle import MiddleBatch
     from netmig.store import TransferStore
 
@@ -289,32 +291,36 @@ def migrate_many(items: Iterable[BatchItem], *, topology: Topology | str | Path,
                  options: MigrationOptions | None = None, environ: Mapping[str, str] | None = None,
                  workers: int = 4, group_size: int = 1000, device_parallelism: int = 16,
                  on_vm: Callable[[VmResult], None] | None = None, bulk: bool = True,
-                 store: TransferStore | None = None) -> BatchResult:
+                 store: TransferStore | None = None, feedback_deadline_s: float = 30.0) -> BatchResult:
     """Migrate many VMs with group commits per destination device; never raises for one VM's failure.
 
     ``bulk``: devices many of the batch's VMs touch are read once for all of them (netmig.bulkread);
     False: every VM reads its own part of every device (as a single migration does). ``store``: where
     the middle mode keeps the DI blobs (default: the SQLite store under ``$NETMIG_HOME``); every VM's
-    blobs are dropped from it when the batch ends.
+    blobs are dropped from it when the batch ends. ``feedback_deadline_s``: d-push/d-pull, how long the
+    devices' feedback on each wave of associates is waited for.
     """
     opts = options if options is not None else MigrationOptions()
-    if opts.mode not in (Mode.CENTRALIZED, Mode.MIDDLE) or opts.dry_run or opts.cleanup_source:
-        raise InputError(f"a batch runs in the centralized or middle mode (not {opts.mode.value}: see "
-                         "netmig.batch), without --dry-run or --cleanup-source")
+    if opts.dry_run or opts.cleanup_source:
+        raise InputError(f"a batch runs without --dry-run or --cleanup-source (mode {opts.mode.value})")
     topo = topology if isinstance(topology, Topology) else load_topology(topology)
     middle = opts.mode is Mode.MIDDLE
-    kinds = None
+    from netmig.devices import ssh_policy_for
+    from netmig.modes.middle import STATIC_KINDS, default_store
+    ssh = ssh_policy_for(topo, opts.ssh)
+    kinds = None if opts.mode is Mode.CENTRALIZED else STATIC_KINDS
     di: MiddleBatch | None = None
+    dist: DistributedBatch | None = None
     if middle:
         from netmig.batch_middle import MiddleBatch
-        from netmig.modes.middle import STATIC_KINDS, default_store
 
-        kinds = STATIC_KINDS
         di = MiddleBatch(store if store is not None else default_store(), opts, environ,
                          own_store=store is None)
+    elif kinds is not None:
+        from netmig.batch_distributed import DistributedBatch
+
+        dist = DistributedBatch(opts, opts.mode is Mode.D_PUSH, ssh, environ, deadline_s=feedback_deadline_s)
     todo = list(items)
-    from netmig.devices import ssh_policy_for
-    ssh = ssh_policy_for(topo, opts.ssh)
     results: dict[str, VmResult] = {}
     lock = threading.Lock()
     local = threading.local()
@@ -346,7 +352,7 @@ def migrate_many(items: Iterable[BatchItem], *, topology: Topology | str | Path,
     def prepare_one(plan: MigrationPlan) -> PreparedMigration | None:
         try:
             return _slim(prepare_centralized(plan, topo, opts, environ=environ, pool=pool_of_thread(),
-                                             bulk=shared, kinds=kinds), keep_undo=middle)
+                                             bulk=shared, kinds=kinds), keep_undo=kinds is not None)
         except NetmigError as exc:
             report(VmResult(plan.vm_id, Outcome.FAIL, f"{type(exc).__name__}: {exc}"))
             return None
@@ -393,8 +399,13 @@ def migrate_many(items: Iterable[BatchItem], *, topology: Topology | str | Path,
         group_pool = SessionPool(ssh=ssh, timeouts=opts.timeouts)
         pools.append(group_pool)
         for number, start in enumerate(range(0, len(ready), max(1, group_size))):
-            _commit_group(number, ready[start:start + group_size], opts, ssh, group_pool,
-                          device_parallelism, report, di)
+            members = ready[start:start + group_size]
+            if dist is not None:
+                from netmig.batch_distributed import report_group
+                report_group(number, members, dist.commit_group(number, members, _group_changes(members)),
+                             report)
+                continue
+            _commit_group(number, members, opts, ssh, group_pool, device_parallelism, report, di)
         timings["commit"] = (time.perf_counter() - commit_started) * 1000
     finally:
         opened = sum(p.opened for p in pools)

@@ -40,7 +40,7 @@ from netmig.settings import DeviceEndpoint
 from netmig.store import Blob, SqliteStore, TransferStore
 from netmig.xmlkit import Element, element
 
-__all__ = ["MiddleBatch"]
+__all__ = ["MiddleBatch", "with_merged_undo"]
 
 log = logging.getLogger(__name__)
 _NC_NS = "urn:ietf:params:xml:ns:netconf:base:1.0"
@@ -112,7 +112,7 @@ class MiddleBatch:
                     withdraws.setdefault(destination, []).append(withdraw_op(mid, plan.vm_id))
                     endpoints.setdefault(destination, endpoint_for(devices[destination], self.environ))
             self._receivers[plan.vm_id] = tuple(took)
-        by_name = {c.endpoint.name: _with_undo(c, members) for c in changes}
+        by_name = {c.endpoint.name: with_merged_undo(c, members) for c in changes}
         for name, ops in imports.items():
             base = by_name.get(name) or DeviceChange(endpoints[name], element(_NC_NS, "config"), _nothing)
             # withdraw-di alone must not pass for the undo of a static edit that has none
@@ -140,7 +140,7 @@ class MiddleBatch:
                 self.store.close()
 
 
-def _with_undo(change: DeviceChange, members: Sequence[PreparedMigration]) -> DeviceChange:
+def with_merged_undo(change: DeviceChange, members: Sequence[PreparedMigration]) -> DeviceChange:
     """``change`` (the group's merged edit for one device) with the merge of its members' undos for
     that device, checked by every member's own ``verify_undone``; unchanged when a member lacks one
     (the device then cannot be compensated, and says so, rather than being half undone)."""

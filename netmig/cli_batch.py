@@ -80,7 +80,7 @@ def patch_migrate(mig: argparse.ArgumentParser) -> None:
             action.required = False
     mig.add_argument("--batch", type=Path, metavar="FILE",
                      help="migrate every VM of FILE (CSV vm,from,to or YAML list), grouped per device "
-                          "(--mode centralized or middle)")
+                          "(--mode centralized, middle, d-push or d-pull)")
     mig.add_argument("--prestage", action="store_true",
                      help="stage first, then commit, reporting the suspension phase apart")
     mig.add_argument("--workers", type=int, default=4, help="--batch: VMs prepared in parallel")

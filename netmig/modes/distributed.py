@@ -89,12 +89,14 @@ class Report:
 
 
 def _associate(plan: MigrationPlan, options: MigrationOptions, handles: Mapping[str, DeviceHandle],
-               migration_id: str, *, push: bool,
-               feedback_deadline_s: float | None = None) -> tuple[str, Element]:
+               migration_id: str, *, push: bool, feedback_deadline_s: float | None = None,
+               group_id: str | None = None) -> tuple[str, Element]:
     """The bridge to send the associate to, and the associate itself.
 
     ``feedback_deadline_s``: how long netmig waits for the devices' migration-feedback; the devices
     stop waiting for a busy partner a little before it, so they report fail in time (None: not sent).
+    ``group_id``: the devices' follow-up confirmed commits use the persist-id derived from it, shared
+    by every associate of the group (a batch's VMs: :mod:`netmig.batch_distributed`).
     """
     routes = di_routes(plan)
     bridge = plan.source.bridge.name if push else plan.destination.bridge.name
@@ -132,6 +134,8 @@ def _associate(plan: MigrationPlan, options: MigrationOptions, handles: Mapping[
     if not push:
         sub(op, MIGRATION_NS, "bridge-vm-port", plan.destination.port)
     sub(op, MIGRATION_NS, "confirm-timeout", options.commit.confirm_timeout_s)
+    if group_id is not None:
+        sub(op, MIGRATION_NS, "group-id", group_id)
     if feedback_deadline_s is not None:  # decimal64, fraction-digits 3, at least 0.001
         sub(op, MIGRATION_NS, "feedback-deadline", f"{max(feedback_deadline_s, 0.001):.3f}")
     rules_into(op, plan, options)
@@ -248,8 +252,10 @@ def run_distributed(plan: MigrationPlan, topology: Topology, options: MigrationO
     ssh = ssh_policy_for(topology, options.ssh)
     handles = handles_for((*plan.source_devices, *plan.destination_devices), environ)
     receivers = sorted({d for _, d in di_routes(plan)})
-    withdraw = (withdraw_op(migration_id, plan.vm_id),)  # compensation: the devices' imports are undone too
-    changes = {c.endpoint.name: replace(c, undo_ops=withdraw) if c.endpoint.name in receivers else c
+    # compensation: the devices' imports are undone too; one element per device (an element sent is
+    # moved into its <rpc>: shared by devices compensated in parallel, two rpcs could end up holding it)
+    changes = {c.endpoint.name: replace(c, undo_ops=(withdraw_op(migration_id, plan.vm_id),))
+               if c.endpoint.name in receivers else c
                for c in stage_changes(prepared, plan, receivers, environ)}
     reporters_side = [d.name for d in (plan.source_devices if push else plan.destination_devices)]
     needed = sorted(set(changes) | set(reporters_side))

@@ -205,11 +205,11 @@ def test_middle_batch_confirm_failing_for_good_compensates_the_confirmed_devices
     assert _rows(tmp_path / "store.sqlite") == 0
 
 
-@pytest.mark.parametrize("mode", [Mode.D_PUSH, Mode.D_PULL])
-def test_distributed_batches_are_refused_naming_the_modes_a_batch_runs_in(mode: Mode) -> None:
-    with pytest.raises(InputError, match=f"centralized or middle mode \\(not {mode.value}"):
+@pytest.mark.parametrize("mode", list(Mode))
+def test_batches_refuse_a_dry_run_in_every_mode(mode: Mode) -> None:
+    with pytest.raises(InputError, match=f"without --dry-run or --cleanup-source \\(mode {mode.value}"):
         migrate_many([BatchItem("vm-1", "h1", "h2")], topology="/nonexistent.yaml",
-                     options=MigrationOptions(mode=mode))
+                     options=MigrationOptions(mode=mode, dry_run=True))
 
 
 def test_middle_batch_imports_nothing_that_could_decode_blobs() -> None:
@@ -227,7 +227,7 @@ def test_middle_batch_imports_nothing_that_could_decode_blobs() -> None:
 
 def test_cli_batch_in_the_middle_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``netmig migrate --batch FILE --mode middle`` on the two-site example: the VM moves, its blobs
-    pass through the default store under $NETMIG_HOME and are gone afterwards; d-push is refused."""
+    pass through the default store under $NETMIG_HOME and are gone afterwards; --dry-run is refused."""
     import io
 
     from netmig.cli import main
@@ -244,5 +244,5 @@ def test_cli_batch_in_the_middle_mode(tmp_path: Path, monkeypatch: pytest.Monkey
     assert lines[0] == "SUCCESS  vm-web-01" and lines[1].startswith("1 of 1 VMs moved") and len(lines) == 2
     assert _rows(home / "di-store.sqlite") == 0
     out, err = io.StringIO(), io.StringIO()
-    assert main([*common, "--mode", "d-push"], out=out, err=err) == 2
-    assert err.getvalue().count("\n") == 1 and "centralized or middle mode (not d-push" in err.getvalue()
+    assert main([*common, "--mode", "d-push", "--dry-run"], out=out, err=err) == 2
+    assert err.getvalue().count("\n") == 1 and "without --dry-run" in err.getvalue(), err.getvalue()
