@@ -219,6 +219,12 @@ class LearnedTables:
                     merged[key] = entry
         return [merged[k] for k in sorted(merged)]
 
+    def learned_at(self, kind: str, key: Key) -> LearnedEntry | None:
+        """The learned (not seeded) entry of ``kind`` at ``key``; reads no seeded entry."""
+        self._check_kind(kind)
+        with self._lock:
+            return self._learned[kind].get(key)
+
     def entries_at(self, kind: str, keys: Collection[Key]) -> list[LearnedEntry]:
         """The merged table's entries at ``keys`` (those it has), in key order, like :meth:`entries`."""
         self._check_kind(kind)

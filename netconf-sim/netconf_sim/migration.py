@@ -281,14 +281,35 @@ class MigrationAgent:
         return [el]
 
     def _check_conflicts(self, vm_id: str, entries: list[LearnedEntry]) -> None:
+        now = datetime.now(UTC)
         for entry in entries:
             if entry.kind not in self.tables.kinds:
                 continue
-            for have in self.tables.entries_at(entry.kind, (entry.key,)):  # the entry at its key, if any
-                if have.vm_id not in (None, vm_id):
-                    raise SimRpcError("application", "data-exists", app_tag="di-conflict",
-                                      message=f"{self.name}: {entry.kind} {'/'.join(entry.key)} belongs to "
-                                              f"{have.vm_id}")
+            owner = self._owner_at(entry.kind, entry.key, now)
+            if owner not in (None, vm_id):
+                raise SimRpcError("application", "data-exists", app_tag="di-conflict",
+                                  message=f"{self.name}: {entry.kind} {'/'.join(entry.key)} belongs to "
+                                          f"{owner}")
+
+    def _owner_at(self, kind: str, key: tuple[str, ...], now: datetime) -> str | None:
+        """The owner of the merged table's entry at ``key`` (None: no entry, or unowned): the learned
+        entry, else the live seeded entry committed in running, found by key. The learned tables' own
+        copy of the seeded entries would be the same, but after each commit it is read again whole on
+        first use: a commit per import (the distributed modes) would make every import cost the device."""
+        learned = self.tables.learned_at(kind, key)
+        if learned is not None:
+            return learned.vm_id
+        if kind not in self.profile.seeded_shapes:
+            return None
+        item = self.seeded_entry("running", kind, key)
+        if item is None:
+            return None
+        shape, ns = self.profile.seeded_shapes[kind], self.profile.namespace
+        expires = _timestamp(item.findtext(qname(ns, shape.expires_field)))
+        if expires is not None and expires <= now:
+            return None
+        owner = item.findtext(qname(ns, shape.owner_field))
+        return owner.strip() if owner else None
 
     def _seeded_config(self, config: Element, vm_id: str, entries: list[LearnedEntry], rules: TransferRules,
                        now: datetime) -> None:
@@ -358,6 +379,17 @@ class MigrationAgent:
         task = asyncio.get_running_loop().create_task(run_job(self, job), name=f"transfer-{self.name}")
         self.jobs.add(task)
         task.add_done_callback(self.jobs.discard)
+
+
+def _timestamp(text: str | None) -> datetime | None:
+    """An expires-at leaf's time (as the learned tables read it: UTC when it names no zone)."""
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _translate(entry: LearnedEntry, rules: TransferRules, vm_port: str | None) -> LearnedEntry:

@@ -7,6 +7,8 @@ the candidate held before the import (another migration's) survive, and the repl
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -145,3 +147,31 @@ def test_imports_and_withdraws_find_entries_by_key(fab: Fabric, monkeypatch: pyt
     with session(fab, "b-leaf1") as s, s.locked("candidate"):
         assert count(s.rpc(withdraw_op("m-gone", VM))) == 0
     assert "m-gone" not in ledger  # looked up, settled, none of its entries held: forgotten
+
+
+def test_an_import_checks_conflicts_by_key_without_reading_the_seeded_tables(
+        fab: Fabric, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a commit the learned tables re-read every seeded entry on first use; an import's conflict
+    check must not need that (a commit per import would make each import cost the device). It still
+    finds a committed seeded entry of another VM at the same key."""
+    from netconf_sim.learned import LearnedTables
+
+    blob = export(fab)
+    total = imported(fab, "m-first", blob, KINDS)
+    assert total > 0
+
+    def whole_table(self: LearnedTables) -> None:
+        raise AssertionError("an import read every seeded entry")
+
+    monkeypatch.setattr(LearnedTables, "_seeded_now", whole_table)
+    assert imported(fab, "m-again", blob, KINDS) == total  # the same VM's entries: no conflict
+    # the same entries, claimed for another VM: committed vm-web-01 entries at those keys conflict
+    data = base64.b64decode(blob["blob"]).replace(f'vm-id="{VM}"'.encode(), b'vm-id="vm-db-01"')
+    theirs = {**blob, "blob": base64.b64encode(data).decode(), "sha256": hashlib.sha256(data).hexdigest()}
+    other = import_op("m-other", theirs, ("arp-entry",))
+    other.find(f"{{{MIGRATION_NS}}}vm-id").text = "vm-db-01"  # type: ignore[union-attr]
+    with session(fab, "b-leaf1") as s, s.locked("candidate"), pytest.raises(RpcError) as refused:
+        s.rpc(other)
+    assert refused.value.tag == "data-exists" and VM in str(refused.value), refused.value
+    monkeypatch.undo()
+    assert sum(seeded(fab).values()) == total
