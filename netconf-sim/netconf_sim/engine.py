@@ -1,8 +1,8 @@
 """The datastores of one simulated device and every datastore operation, with no networking.
 
 Running, candidate and startup are lxml trees rooted at ``<data>`` in the base namespace. Running and
-startup persist to ``state_dir`` (and the candidate while it differs from running: whole when replaced,
-then one appended record per edit; see :mod:`netconf_sim.storefiles`) after each change.
+startup persist to ``state_dir`` (and the candidate while it differs from running) after each change:
+running and the candidate as a whole tree plus the edits since (see :mod:`netconf_sim.storefiles`).
 Edits go to the candidate in place under an undo journal; commit validates the candidate (skipped when
 nothing changed since the last successful validation) and makes it running. Each tree keeps its keyed
 list entries (:class:`~netconf_sim.entryindex.EntryIndex`) across the edits made to it, through commit's
@@ -60,6 +60,8 @@ class DeviceEngine:
         self._files = StoreFiles(name, self.state_dir)
         initial = _as_data(initial_config) if initial_config is not None else data_root()
         loaded = self._load("running")
+        if loaded is not None and not self._replay_on(loaded, self._files.edits("running")):
+            loaded = self._load("running")  # the commits logged after it cannot be replayed: the last whole
         self._running = loaded if loaded is not None else initial
         self._startup = self._load("startup")
         if self._startup is None:
@@ -351,11 +353,14 @@ class DeviceEngine:
             self._running = committed
             self._candidate = copy.deepcopy(self._running)
         self._changed("running")
-        self._replay = []
+        committed_edits, self._replay = self._replay, []
         changed = list(dict.fromkeys(self._pending_paths))
         self._pending_paths = []
         self._dirty = False
-        self._persist("running", self._running)
+        if committed_edits is not None:  # running on disk is the old one plus these: append them
+            self._files.append_edits("running", committed_edits, self._running)
+        else:
+            self._persist("running", self._running)
         self._persist_candidate()
         self._notify(changed)
         return changed, previous if keep_previous else None

@@ -1,13 +1,15 @@
 """The files a simulated device keeps its datastores in (``STATE/devices/NAME/``).
 
-``running.xml`` and ``startup.xml`` hold whole trees, rewritten (to a temporary file, then renamed) after
-each change. The candidate, while it differs from running, is kept as ``candidate.xml`` (a whole tree,
-written when the candidate is replaced: copy-config) plus ``candidate.log``: the edit-configs applied
-since, appended one record each (``LENGTH DEFAULT-OPERATION ERROR-OPTION`` then the ``<config>``), so an
-edit costs its own size on disk, not the device's. The log's base is ``candidate.xml`` when there is one,
-else ``running.xml``: saving the candidate whole drops the log, and the engine does so on every change of
-running (a commit, discard or rollback leaves no candidate file at all). A torn last record (the process
-died while writing it) is ignored.
+``startup.xml`` holds a whole tree, rewritten (to a temporary file, then renamed) after each change.
+Running and the candidate are each a whole tree (``running.xml``, ``candidate.xml``) plus a log of the
+edit-configs applied since (``running.log``, ``candidate.log``: one appended record per edit,
+``LENGTH DEFAULT-OPERATION ERROR-OPTION`` then the ``<config>``), so an edit or a commit costs its own
+size on disk, not the device's. Saving a tree whole drops its log; running's is saved whole again once
+its log outgrows the tree (so the log's cost stays proportional to what it records). The candidate, while
+it differs from running, is ``candidate.xml`` when it was replaced whole (copy-config), else running,
+plus ``candidate.log``; the engine saves it whole (none at all when it equals running) on every change of
+running other than appending the committed edits. A torn last record (the process died while writing it)
+is ignored.
 """
 
 from __future__ import annotations
@@ -34,14 +36,15 @@ class StoreFiles:
     def __init__(self, name: str, state_dir: Path | None) -> None:
         self.name = name
         self.state_dir = state_dir
+        self._sizes: dict[str, tuple[int, int]] = {}  # per store: bytes of the last whole save, of the log
         if state_dir is not None:
             state_dir.mkdir(parents=True, exist_ok=True)
 
     def _file(self, store: str) -> Path | None:
         return self.state_dir / f"{store}.xml" if self.state_dir is not None else None
 
-    def _log(self) -> Path | None:
-        return self.state_dir / "candidate.log" if self.state_dir is not None else None
+    def _log(self, store: str) -> Path | None:
+        return self.state_dir / f"{store}.log" if self.state_dir is not None else None
 
     def load(self, store: str) -> Element | None:
         """The stored tree of ``store``, None when there is none or it cannot be read."""
@@ -55,34 +58,53 @@ class StoreFiles:
             return None
 
     def save(self, store: str, tree: Element | None) -> None:
-        """Write ``store``'s whole tree (None: remove its file); saving the candidate drops its log."""
+        """Write ``store``'s whole tree (None: remove its file), dropping its log of edits."""
         path = self._file(store)
         if path is None:
             return
-        if store == "candidate":
-            log_path = self._log()
-            assert log_path is not None
-            log_path.unlink(missing_ok=True)
+        log_path = self._log(store)
+        assert log_path is not None
+        log_path.unlink(missing_ok=True)
         if tree is None:
             path.unlink(missing_ok=True)
             return
+        data = etree.tostring(tree, xml_declaration=True, encoding="utf-8")
         fd, tmp = tempfile.mkstemp(prefix=f".{store}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(etree.tostring(tree, xml_declaration=True, encoding="utf-8"))
+            fh.write(data)
         os.replace(tmp, path)
+        self._sizes[store] = (len(data), 0)
+
+    def append_edits(self, store: str, edits: list[CandidateEdit], tree: Element) -> None:
+        """Record edit-configs applied to ``store`` (``tree`` is the result: saved whole instead when
+        the log would outgrow the last whole save)."""
+        path = self._log(store)
+        if path is None or not edits:
+            return
+        body = b"".join(_record(*edit) for edit in edits)
+        whole, logged = self._sizes.get(store, (0, 0))
+        if store != "candidate" and logged + len(body) > max(whole, 1 << 16):
+            self.save(store, tree)
+            return
+        with path.open("ab") as fh:
+            fh.write(body)
+        self._sizes[store] = (whole, logged + len(body))
 
     def append_edit(self, config: Element, default_operation: str, error_option: str) -> None:
         """Record one edit-config applied to the candidate (after ``candidate.xml``, or running)."""
-        path = self._log()
+        path = self._log("candidate")
         if path is None:
             return
-        body = etree.tostring(config, encoding="utf-8")
         with path.open("ab") as fh:
-            fh.write(f"{len(body)} {default_operation} {error_option}\n".encode() + body + b"\n")
+            fh.write(_record(config, default_operation, error_option))
 
     def candidate_edits(self) -> list[CandidateEdit]:
         """The edits recorded since the candidate's base (whole records only)."""
-        path = self._log()
+        return self.edits("candidate")
+
+    def edits(self, store: str) -> list[CandidateEdit]:
+        """The edits recorded in ``store``'s log since its whole tree (whole records only)."""
+        path = self._log(store)
         if path is None or not path.is_file():
             return []
         data = path.read_bytes()
@@ -104,3 +126,8 @@ class StoreFiles:
                 break
             pos = stop + 1
         return out
+
+
+def _record(config: Element, default_operation: str, error_option: str) -> bytes:
+    body = etree.tostring(config, encoding="utf-8")
+    return f"{len(body)} {default_operation} {error_option}\n".encode() + body + b"\n"

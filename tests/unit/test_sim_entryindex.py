@@ -4,6 +4,7 @@ log of edits brings back the same trees after a restart."""
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -178,3 +179,23 @@ def test_a_torn_log_record_is_ignored(schema: Schema, tmp_path: Path) -> None:
     assert names == ["a", "b"]
     eng.commit()
     assert not log.exists() and not (tmp_path / "candidate.xml").exists()
+
+
+def test_commits_append_to_running_log_which_is_compacted_and_reloads(schema: Schema, tmp_path: Path) -> None:
+    initial = cfg("<item><name>a</name><size>1</size></item>")
+    eng = DeviceEngine("dev", schema, tmp_path, initial_config=initial)
+    log = tmp_path / "running.log"
+    whole = (tmp_path / "running.xml").stat().st_mtime_ns
+    eng.edit_config("candidate", cfg("<item><name>b</name><size>2</size></item>"))
+    eng.commit()
+    assert log.stat().st_size > 0 and (tmp_path / "running.xml").stat().st_mtime_ns == whole
+    sizes = []
+    for n in range(800):  # the log outgrows the tree (at least 64 KiB): saved whole, the log starts over
+        eng.edit_config("candidate", cfg(f"<item><name>i{n}</name><size>{n % 90 + 1}</size></item>"))
+        eng.commit()
+        sizes.append(log.stat().st_size if log.exists() else 0)
+    assert max(sizes) <= 1 << 16 and any(b < a for a, b in itertools.pairwise(sizes))
+    assert (tmp_path / "running.xml").stat().st_mtime_ns != whole
+    again = DeviceEngine("dev", schema, tmp_path)
+    assert _c14n(again.get_config("running")) == _c14n(eng.get_config("running"))
+    assert not again.candidate_dirty()
