@@ -15,6 +15,7 @@ import time
 from netmig.errors import DeviceError, RpcError
 from netmig.netconf.session import DeviceSession
 from netmig.settings import DeviceEndpoint, SshPolicy, Timeouts
+from netmig.xmlkit import Element
 
 __all__ = ["DeviceBusyError", "PatientSession", "PatientSessionFactory", "patient_sessions"]
 
@@ -94,6 +95,17 @@ class PatientSessionFactory:
                                    persist_id=persist_id)
                 except RpcError as exc:
                     if exc.tag == "in-use" and persist_id is None:  # not our own confirm: someone else's
+                        factory.busy = True
+                    raise
+
+            def commit_and_read(self, read_filter: Element | None, *, confirmed: bool = False,
+                                timeout_s: int | None = None,
+                                persist: str | None = None) -> Element | RpcError:
+                try:
+                    return super().commit_and_read(read_filter, confirmed=confirmed, timeout_s=timeout_s,
+                                                   persist=persist)
+                except RpcError as exc:
+                    if exc.tag == "in-use":  # a commit, never a confirm: another coordinator's is pending
                         factory.busy = True
                     raise
         return _Session(endpoint, ssh=self.ssh, timeouts=self.timeouts, max_wait_s=self.max_wait_s)
