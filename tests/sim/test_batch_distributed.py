@@ -171,3 +171,37 @@ def test_distributed_batch_silent_device_fails_its_group_by_the_deadline(
         _wait_settled(fabric, timeout_s=2.0)  # cancelled, not left to expire
         for v in gen.vms:
             _assert_absent(fabric, v.vm_id)
+
+
+def test_distributed_batch_rearms_pending_commits_between_waves(
+        tmp_path: Path, schema_cache: Any, fabricgen: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One VM per wave, each wave slowed down, a 2 s confirm timeout: the group outlasts it several times
+    over, and b-leaf00, whose VMs go first, gets no follow-up commit in the later waves; the batch re-arms
+    every pending commit between waves, so nothing expires and every VM moves."""
+    import netmig.batch_distributed as bd
+
+    class OneAtATime(bd.DistributedBatch):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.wave = 1
+
+    slow_wave = bd.DistributedBatch._wave
+
+    def wave(self: bd.DistributedBatch, *args: Any) -> dict[str, str]:
+        failed = slow_wave(self, *args)
+        time.sleep(1.2)
+        return failed
+
+    monkeypatch.setattr(bd, "DistributedBatch", OneAtATime)
+    monkeypatch.setattr(OneAtATime, "_wave", wave)
+    gen = fabricgen.generate(4, leaves=2)
+    items = _items(gen, ["vm-00000", "vm-00002", "vm-00001", "vm-00003"])
+    options = _options(Mode.D_PUSH, commit=CommitPolicy(confirm_timeout_s=2))
+    with fabricgen.running(gen, tmp_path / "state", schemas=schema_cache) as (fabric, topo, environ):
+        started = time.monotonic()
+        result = _run(Mode.D_PUSH, items, topo, environ, options=options)
+        assert time.monotonic() - started > 4  # twice the confirm timeout, at least
+        assert set(result.succeeded) == {v.vm_id for v in gen.vms}, [r.error for r in result.failed]
+        _wait_settled(fabric)
+        for v in gen.vms:
+            _assert_moved(fabric, gen, v.vm_id)
