@@ -8,13 +8,12 @@ tables), not through netmig.
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 from typing import Any
 
+import batchlab
 import pytest
-from lxml import etree
 
 from netmig.batch import BatchItem, BatchResult, migrate_many
 from netmig.feedback import Outcome
@@ -23,10 +22,6 @@ from netmig.options import MigrationOptions, Mode
 from netmig.settings import CommitPolicy, Timeouts
 
 MODES = [Mode.D_PUSH, Mode.D_PULL]
-# what each generated VM's learned state becomes at site B (fabricgen: learned_fw=(0, 2))
-DI_AT_B = {"leaf": {"mac-entry": 1, "arp-entry": 1, "dhcp-binding": 1},
-           "b-spine1": {"mac-entry": 1, "arp-entry": 1}, "b-fw1": {"firewall-session": 2}}
-KINDS = ("mac-entry", "arp-entry", "dhcp-binding", "firewall-session", "nat-session")
 
 
 def _options(mode: Mode, **kwargs: Any) -> MigrationOptions:
@@ -44,54 +39,6 @@ def _items(gen: Any, order: list[str] | None = None) -> list[BatchItem]:
             for i in (order if order is not None else list(by_id))]
 
 
-def _running(fabric: Any, name: str) -> bytes:
-    dev = fabric.device(name)
-    return bytes(fabric.call(lambda: etree.tostring(dev.engine.running_view(), method="c14n")))
-
-
-def _vms_in_running(fabric: Any, prefix: str) -> set[str]:
-    return {vm for name in fabric.devices if name.startswith(prefix)
-            for vm in re.findall(r"vm-\d{5}", _running(fabric, name).decode())}
-
-
-def _learned(fabric: Any, device: str, vm: str, origin: str | None = None) -> dict[str, int]:
-    """How many entries of each DI kind ``device``'s tables hold for ``vm`` (of ``origin`` if given)."""
-    counts: dict[str, int] = {}
-    tables = fabric.device(device).learned
-    for kind in (k for k in KINDS if k in tables.kinds):
-        n = sum(1 for e in tables.entries(kind) if e.vm_id == vm and origin in (None, e.origin))
-        if n:
-            counts[kind] = n
-    return counts
-
-
-def _assert_moved(fabric: Any, gen: Any, vm_id: str) -> None:
-    """Static policies and learned state of ``vm_id`` at site B (seeded there), its state still at A."""
-    vm = next(v for v in gen.vms if v.vm_id == vm_id)
-    leaf_b, leaf_a = f"b-leaf{vm.leaf:02d}", f"a-leaf{vm.leaf:02d}"
-    assert vm_id in _running(fabric, leaf_b).decode(), f"{vm_id}: no static policy on {leaf_b}"
-    assert _learned(fabric, leaf_b, vm_id, "seeded") == DI_AT_B["leaf"], vm_id
-    macs = [e for e in fabric.device(leaf_b).learned.entries("mac-entry") if e.vm_id == vm_id]
-    assert [e.fields.get("port") for e in macs] == [vm.b_port]  # the port translated to the new one
-    for device in ("b-spine1", "b-fw1"):
-        assert _learned(fabric, device, vm_id, "seeded") == DI_AT_B[device], (vm_id, device)
-    assert _learned(fabric, leaf_a, vm_id) == DI_AT_B["leaf"], f"{vm_id}: source lost its state"
-
-
-def _assert_absent(fabric: Any, vm_id: str) -> None:
-    for name in fabric.devices:
-        if name.startswith("b-"):
-            assert _learned(fabric, name, vm_id) == {}, (vm_id, name)
-    assert vm_id not in _vms_in_running(fabric, "b-")
-
-
-def _wait_settled(fabric: Any, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while any(d.runtime.pending is not None for d in fabric.devices.values()):
-        assert time.monotonic() < deadline, "a confirmed commit stays pending"
-        time.sleep(0.1)
-
-
 @pytest.mark.parametrize("mode", MODES)
 def test_distributed_batch_moves_every_vm_and_leaves_out_a_conflict(
         mode: Mode, tmp_path: Path, schema_cache: Any, fabricgen: Any) -> None:
@@ -100,8 +47,8 @@ def test_distributed_batch_moves_every_vm_and_leaves_out_a_conflict(
     every VM's device-to-device transfers; the conflicting VM is left out and reported."""
     gen = fabricgen.generate(6, leaves=3, occupied=[3])
     with fabricgen.running(gen, tmp_path / "state", schemas=schema_cache) as (fabric, topo, environ):
-        sources = {n: _running(fabric, n) for n in fabric.devices if n.startswith("a-")}
-        assert _vms_in_running(fabric, "b-") == set()
+        sources = {n: batchlab.running(fabric, n) for n in fabric.devices if n.startswith("a-")}
+        assert batchlab.vms_in_running(fabric, "b-") == set()
         seen: list[str] = []
         result = _run(mode, _items(gen), topo, environ, on_vm=lambda r: seen.append(r.vm))
         expected = {v.vm_id for v in gen.vms} - {"vm-00003"}
@@ -109,15 +56,15 @@ def test_distributed_batch_moves_every_vm_and_leaves_out_a_conflict(
         (failed,) = result.failed
         assert failed.vm == "vm-00003" and failed.error is not None and "squatter-00003" in failed.error
         assert sorted(seen) == sorted(v.vm_id for v in gen.vms)
-        _wait_settled(fabric)
-        assert _vms_in_running(fabric, "b-") == expected
+        batchlab.wait_settled(fabric)
+        assert batchlab.vms_in_running(fabric, "b-") == expected
         for vm_id in sorted(expected):
-            _assert_moved(fabric, gen, vm_id)
-        _assert_absent(fabric, "vm-00003")
+            batchlab.assert_moved(fabric, gen, vm_id)
+        batchlab.assert_absent(fabric, "vm-00003")
         ok = [r for r in result.results if r.outcome is Outcome.SUCCESS]
         assert {r.group for r in ok} == {0}
         assert all({"b-spine1", "b-fw1"} <= set(r.devices) for r in ok)
-        assert {n: _running(fabric, n) for n in sources} == sources  # make before break
+        assert {n: batchlab.running(fabric, n) for n in sources} == sources  # make before break
         # each device's import records are per VM (one migration id each), not per group
         ledger = fabric.device("b-spine1").migration.ledger
         assert len(ledger) == len(expected)
@@ -133,7 +80,7 @@ def test_distributed_batch_refused_transfer_rolls_its_group_back_everywhere(
     gen = fabricgen.generate(4, leaves=2)
     items = _items(gen, ["vm-00000", "vm-00002", "vm-00001", "vm-00003"])
     with fabricgen.running(gen, tmp_path / "state", schemas=schema_cache) as (fabric, topo, environ):
-        sources = {n: _running(fabric, n) for n in fabric.devices if n.startswith("a-")}
+        sources = {n: batchlab.running(fabric, n) for n in fabric.devices if n.startswith("a-")}
         fabric.device("b-leaf01").migration.fail_import = True
         result = _run(mode, items, topo, environ, group_size=2)
         assert set(result.succeeded) == {"vm-00000", "vm-00002"}, [r.error for r in result.failed]
@@ -142,13 +89,13 @@ def test_distributed_batch_refused_transfer_rolls_its_group_back_everywhere(
         for r in failed.values():
             assert r.group == 1 and r.error is not None and "rolled back" in r.error
             assert "b-leaf01" in r.error and "injected" in r.error, r.error
-        _wait_settled(fabric)
+        batchlab.wait_settled(fabric)
         for vm_id in ("vm-00000", "vm-00002"):
-            _assert_moved(fabric, gen, vm_id)
+            batchlab.assert_moved(fabric, gen, vm_id)
         for vm_id in ("vm-00001", "vm-00003"):
-            _assert_absent(fabric, vm_id)
-        assert {n: _running(fabric, n) for n in sources} == sources
-        assert _learned(fabric, "a-leaf01", "vm-00001") == DI_AT_B["leaf"]
+            batchlab.assert_absent(fabric, vm_id)
+        assert {n: batchlab.running(fabric, n) for n in sources} == sources
+        assert batchlab.learned(fabric, "a-leaf01", "vm-00001") == batchlab.DI_AT_B["leaf"]
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -168,9 +115,9 @@ def test_distributed_batch_silent_device_fails_its_group_by_the_deadline(
         assert result.succeeded == ()
         assert all(r.error is not None and f"{silent}: no migration-feedback within 2 s" in r.error
                    for r in result.failed), [r.error for r in result.failed]
-        _wait_settled(fabric, timeout_s=2.0)  # cancelled, not left to expire
+        batchlab.wait_settled(fabric, timeout_s=2.0)  # cancelled, not left to expire
         for v in gen.vms:
-            _assert_absent(fabric, v.vm_id)
+            batchlab.assert_absent(fabric, v.vm_id)
 
 
 def test_distributed_batch_rearms_pending_commits_between_waves(
@@ -202,6 +149,6 @@ def test_distributed_batch_rearms_pending_commits_between_waves(
         result = _run(Mode.D_PUSH, items, topo, environ, options=options)
         assert time.monotonic() - started > 4  # twice the confirm timeout, at least
         assert set(result.succeeded) == {v.vm_id for v in gen.vms}, [r.error for r in result.failed]
-        _wait_settled(fabric)
+        batchlab.wait_settled(fabric)
         for v in gen.vms:
-            _assert_moved(fabric, gen, v.vm_id)
+            batchlab.assert_moved(fabric, gen, v.vm_id)

@@ -9,12 +9,11 @@ learned tables), not through netmig.
 from __future__ import annotations
 
 import ast
-import re
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
+import batchlab
 import pytest
 from lxml import etree
 
@@ -28,10 +27,6 @@ from netmig.store import Blob, SqliteStore
 
 ROOT = Path(__file__).resolve().parents[2]
 MIDDLE = MigrationOptions(mode=Mode.MIDDLE, allow_drop=frozenset({PolicyKind.ND_ENTRY}))
-# what each generated VM's learned state becomes at site B (fabricgen: learned_fw=(0, 2))
-DI_AT_B = {"leaf": {"mac-entry": 1, "arp-entry": 1, "dhcp-binding": 1},
-           "b-spine1": {"mac-entry": 1, "arp-entry": 1}, "b-fw1": {"firewall-session": 2}}
-KINDS = ("mac-entry", "arp-entry", "dhcp-binding", "firewall-session", "nat-session")
 
 
 class CountingStore:
@@ -60,53 +55,6 @@ def _rows(path: Path) -> int:
         return int(db.execute("SELECT count(*) FROM di_blob").fetchone()[0])
 
 
-def _vms_in_running(fabric: Any, prefix: str) -> set[str]:
-    found: set[str] = set()
-    for name, dev in fabric.devices.items():
-        if name.startswith(prefix):
-            view = fabric.call(lambda dev=dev: etree.tostring(dev.engine.running_view()).decode())
-            found |= set(re.findall(r"vm-\d{5}", view))
-    return found
-
-
-def _learned(fabric: Any, device: str, vm: str) -> dict[str, int]:
-    """How many entries of each DI kind ``device``'s tables hold for ``vm``."""
-    counts: dict[str, int] = {}
-    for kind in KINDS:
-        if kind not in fabric.device(device).learned.kinds:
-            continue
-        n = sum(1 for e in fabric.device(device).learned.entries(kind) if e.vm_id == vm)
-        if n:
-            counts[kind] = n
-    return counts
-
-
-def _assert_moved(fabric: Any, gen: Any, vm_id: str) -> None:
-    """Static policies and learned state of ``vm_id`` at site B, its learned state still at site A."""
-    vm = next(v for v in gen.vms if v.vm_id == vm_id)
-    leaf_b, leaf_a = f"b-leaf{vm.leaf:02d}", f"a-leaf{vm.leaf:02d}"
-    assert _learned(fabric, leaf_b, vm_id) == DI_AT_B["leaf"], vm_id
-    macs = [e for e in fabric.device(leaf_b).learned.entries("mac-entry") if e.vm_id == vm_id]
-    assert [(e.origin, e.fields.get("port")) for e in macs] == [("seeded", vm.b_port)]
-    for device in ("b-spine1", "b-fw1"):
-        assert _learned(fabric, device, vm_id) == DI_AT_B[device], (vm_id, device)
-    assert _learned(fabric, leaf_a, vm_id) == DI_AT_B["leaf"], f"{vm_id}: source lost its state"
-
-
-def _assert_absent(fabric: Any, vm_id: str) -> None:
-    for name in fabric.devices:
-        if name.startswith("b-"):
-            assert _learned(fabric, name, vm_id) == {}, (vm_id, name)
-    assert vm_id not in _vms_in_running(fabric, "b-")
-
-
-def _wait_settled(fabric: Any, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while any(d.runtime.pending is not None for d in fabric.devices.values()):
-        assert time.monotonic() < deadline, "a confirmed commit stays pending"
-        time.sleep(0.1)
-
-
 def _run(items: list[BatchItem], topo: Any, environ: Any, store: Any, **kwargs: Any) -> BatchResult:
     options = kwargs.pop("options", MIDDLE)
     return migrate_many(items, topology=topo, environ=environ, options=options, workers=2, store=store,
@@ -119,7 +67,7 @@ def test_middle_batch_moves_static_and_learned_state_and_leaves_out_a_conflict(
     items = [BatchItem(v.vm_id, v.source_host, v.destination_host) for v in gen.vms]
     store = CountingStore(tmp_path / "store.sqlite")
     with fabricgen.running(gen, tmp_path / "state", schemas=schema_cache) as (fabric, topo, environ):
-        assert _vms_in_running(fabric, "b-") == set()
+        assert batchlab.vms_in_running(fabric, "b-") == set()
         seen: list[str] = []
         result = _run(items, topo, environ, store, on_vm=lambda r: seen.append(r.vm))
         expected = {v.vm_id for v in gen.vms} - {"vm-00003"}
@@ -129,10 +77,10 @@ def test_middle_batch_moves_static_and_learned_state_and_leaves_out_a_conflict(
         assert failed.error is not None and "squatter-00003" in failed.error
         assert sorted(seen) == sorted(v.vm_id for v in gen.vms)
         # static policies of the five at site B, and nothing of the conflicting VM
-        assert _vms_in_running(fabric, "b-") == expected
+        assert batchlab.vms_in_running(fabric, "b-") == expected
         for vm_id in sorted(expected):
-            _assert_moved(fabric, gen, vm_id)
-        _assert_absent(fabric, "vm-00003")
+            batchlab.assert_moved(fabric, gen, vm_id)
+        batchlab.assert_absent(fabric, "vm-00003")
         squatter = [e for e in fabric.device("b-leaf00").learned.entries("mac-entry")
                     if e.vm_id == "squatter-00003"]
         assert len(squatter) == 1  # the squatter keeps its port
@@ -141,7 +89,7 @@ def test_middle_batch_moves_static_and_learned_state_and_leaves_out_a_conflict(
         assert {r.group for r in ok} == {0}
         assert all("b-spine1" in r.devices and "b-fw1" in r.devices for r in ok)
         assert "export" in result.timings_ms
-        _wait_settled(fabric)
+        batchlab.wait_settled(fabric)
     # the blobs went through the store (a non-empty one from the VM's leaf, a-spine1 and a-fw1 for each
     # moved VM, under a migration id of its own; none for the VM left out) and were dropped at the end
     per_vm: dict[str, set[str]] = {}
@@ -170,15 +118,15 @@ def test_middle_batch_group_whose_import_is_refused_is_rolled_back_everywhere(
         failed = {r.vm: r for r in result.failed}
         assert set(failed) == {"vm-00001", "vm-00003"}
         assert all(r.group == 1 and r.error is not None and "b-leaf01" in r.error for r in failed.values())
-        _wait_settled(fabric)
+        batchlab.wait_settled(fabric)
         for vm_id in ("vm-00000", "vm-00002"):
-            _assert_moved(fabric, gen, vm_id)
+            batchlab.assert_moved(fabric, gen, vm_id)
         for vm_id in ("vm-00001", "vm-00003"):
-            _assert_absent(fabric, vm_id)
+            batchlab.assert_absent(fabric, vm_id)
         after = {n: fabric.call(lambda d=d: etree.tostring(d.engine.running_view(), method="c14n"))
                  for n, d in fabric.devices.items() if n.startswith("a-")}
         assert after == sources  # sources intact (make before break)
-        assert _learned(fabric, "a-leaf01", "vm-00001") == DI_AT_B["leaf"]
+        assert batchlab.learned(fabric, "a-leaf01", "vm-00001") == batchlab.DI_AT_B["leaf"]
     assert _rows(tmp_path / "store.sqlite") == 0
 
 
@@ -198,10 +146,10 @@ def test_middle_batch_confirm_failing_for_good_compensates_the_confirmed_devices
         assert result.succeeded == ()
         errors = [r.error or "" for r in result.failed]
         assert len(errors) == 3 and all("compensated" in e for e in errors), errors[0]
-        _wait_settled(fabric)
+        batchlab.wait_settled(fabric)
         for v in gen.vms:
-            _assert_absent(fabric, v.vm_id)
-            assert _learned(fabric, f"a-leaf{v.leaf:02d}", v.vm_id) == DI_AT_B["leaf"]
+            batchlab.assert_absent(fabric, v.vm_id)
+            assert batchlab.learned(fabric, f"a-leaf{v.leaf:02d}", v.vm_id) == batchlab.DI_AT_B["leaf"]
     assert _rows(tmp_path / "store.sqlite") == 0
 
 
