@@ -25,6 +25,7 @@ __all__ = [
     "LearnedEntry",
     "LearnedTables",
     "TableShape",
+    "parse_time",
 ]
 
 # canonical key fields per DI kind (order = YANG key order)
@@ -320,13 +321,14 @@ def parse_seeded(container: Element | None, namespace: str, shapes: Mapping[str,
             if any(k not in values for k in KIND_KEYS[kind]):
                 continue
             owner = item.findtext(f"{{{namespace}}}{shape.owner_field}")
-            expires = _parse_time(item.findtext(f"{{{namespace}}}{shape.expires_field}"))
+            expires = parse_time(item.findtext(f"{{{namespace}}}{shape.expires_field}"))
             out.append(LearnedEntry(kind, values, owner.strip() if owner else None, "seeded",
                                     lifetime_s=KIND_LIFETIME_S[kind], expires_at=expires))
     return out
 
 
-def _parse_time(text: str | None) -> datetime | None:
+def parse_time(text: str | None) -> datetime | None:
+    """An ``expires-at`` leaf's time: ISO 8601, UTC when it names no zone; None when absent or unreadable."""
     if not text:
         return None
     try:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from lxml import etree
 
-from .learned import KIND_FIELDS, KIND_KEYS, OWNER, LearnedEntry, LearnedTables, TableShape
+from .learned import KIND_FIELDS, KIND_KEYS, OWNER, LearnedEntry, LearnedTables, TableShape, parse_time
 from .ledger import (
     EntryKey,
     ImportLedger,
@@ -305,7 +305,7 @@ class MigrationAgent:
         if item is None:
             return None
         shape, ns = self.profile.seeded_shapes[kind], self.profile.namespace
-        expires = _timestamp(item.findtext(qname(ns, shape.expires_field)))
+        expires = parse_time(item.findtext(qname(ns, shape.expires_field)))
         if expires is not None and expires <= now:
             return None
         owner = item.findtext(qname(ns, shape.owner_field))
@@ -379,17 +379,6 @@ class MigrationAgent:
         task = asyncio.get_running_loop().create_task(run_job(self, job), name=f"transfer-{self.name}")
         self.jobs.add(task)
         task.add_done_callback(self.jobs.discard)
-
-
-def _timestamp(text: str | None) -> datetime | None:
-    """An expires-at leaf's time (as the learned tables read it: UTC when it names no zone)."""
-    if not text:
-        return None
-    try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _translate(entry: LearnedEntry, rules: TransferRules, vm_port: str | None) -> LearnedEntry:
