@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import TracebackType
+from typing import TypeVar
 
 import paramiko  # type: ignore[import-untyped]
 from ncclient.operations.errors import TimeoutExpiredError
@@ -73,6 +74,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Failures of the TCP connect that a second try can cure. Never auth, host key or protocol errors.
 _TRANSIENT = (ConnectionRefusedError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
@@ -211,11 +213,27 @@ class DeviceSession:
         not raised, so the caller sees every answer). A lost session or a bad reply raises."""
         if self._transport is None:
             raise ConnectError(self.device, "session is not open")
-        name = "+".join(local_name(op) for op in operations)
         wait_s = self.timeouts.rpc_s if timeout_s is None else timeout_s
         started = time.perf_counter()
+        replies: list[Element | RpcError] = []
+        waits = self._transported("+".join(local_name(op) for op in operations), wait_s,
+                                  lambda: self._request_many(list(operations), wait_s))
+        for op, wait in zip(operations, waits, strict=True):
+            # checked as each arrives: a bad reply ends the session at once, nothing more is awaited
+            replies.append(self._checked(local_name(op), self._transported(local_name(op), wait_s, wait)))
+        log.debug("%s: %d request(s) %.2f ms", self.device, len(replies),
+                  (time.perf_counter() - started) * 1000)
+        return replies
+
+    def _request_many(self, operations: list[Element], wait_s: float) -> list[Callable[[], str]]:
+        if self._transport is None:
+            raise ConnectError(self.device, "session is not open")
+        return self._transport.send_many(operations, wait_s)
+
+    def _transported(self, name: str, wait_s: float, action: Callable[[], T]) -> T:
+        """Run a transport call; its foreign exceptions become netmig errors naming ``name``."""
         try:
-            raws = self._transport.request_many(list(operations), wait_s)
+            return action()
         except TimeoutExpiredError as exc:
             raise DeviceTimeoutError(self.device, f"{name}: no reply within {wait_s:g} s") from exc
         except HostileReplyError as exc:
@@ -224,9 +242,6 @@ class DeviceSession:
             raise ConnectError(self.device, f"{name}: session lost ({type(exc).__name__})") from exc
         except NCClientError as exc:
             raise ConnectError(self.device, f"{name}: {type(exc).__name__}") from exc
-        replies = [self._checked(local_name(op), raw) for op, raw in zip(operations, raws, strict=True)]
-        log.debug("%s: %s %.2f ms", self.device, name, (time.perf_counter() - started) * 1000)
-        return replies
 
     def _checked(self, name: str, raw: str) -> Element | RpcError:
         try:

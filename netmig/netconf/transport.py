@@ -334,15 +334,16 @@ class NcTransport:
         """Send ``rpc``'s operation element (wrapped in ``<rpc>``) and return the raw ``<rpc-reply>`` text."""
         return _RawRpc(self._session, self._handler, timeout=timeout_s).send_raw(rpc)
 
-    def request_many(self, rpcs: list[Element], timeout_s: float) -> list[str]:
-        """Send every operation before waiting for any reply (pipelining: the server answers in order),
-        then return the raw replies in the same order. Saves a round trip per request after the first."""
-        pending = []
+    def send_many(self, rpcs: list[Element], timeout_s: float) -> list[Callable[[], str]]:
+        """Send every operation before waiting for any reply (pipelining: the server answers in order);
+        returns, in the same order, one function per request that waits for its raw reply. Saves a round
+        trip per request after the first; the caller may stop at a bad reply without waiting for more."""
+        waits = []
         for op in rpcs:
             call = _RawRpc(self._session, self._handler, timeout=timeout_s)
             call.send_only(op)
-            pending.append(call)
-        return [call.wait_raw() for call in pending]
+            waits.append(call.wait_raw)
+        return waits
 
     def take_notification(self, timeout_s: float | None) -> str | None:
         """The next notification's raw XML, or None when none arrives within ``timeout_s``."""

@@ -130,6 +130,8 @@ def test_hostile_destination_commit_reply_rolls_back_everywhere(
     assert code == 5, (code, err)
     last = err.strip().splitlines()[-1]
     assert last.startswith("FAIL  vm-web-01: ") and "b-leaf1" in last, err
+    assert "no reply within" not in last, err  # refused when it arrived, not waited out (pipelined read)
+    assert any(why in last for why in REFUSALS[kind]), last
     assert "Traceback" not in err
     deadline = time.monotonic() + 15
     while running_configs(fabric) != before and time.monotonic() < deadline:
