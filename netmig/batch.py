@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import csv
 import logging
-import re
+import secrets
 import threading
 import time
 from collections import Counter
@@ -37,12 +37,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
-from lxml import etree
 
+from netmig.batch_journal import BatchJournal
+from netmig.batch_merge import group_changes
+from netmig.batch_merge import missing_from as missing_from  # importable here, as before
 from netmig.bulkread import BulkDevice
 from netmig.codecs.registry import get_codec
 from netmig.errors import InputError, NetmigError, TransactionError
 from netmig.feedback import Outcome
+from netmig.journal import Journal
 from netmig.modes.centralized import PreparedMigration
 from netmig.modes.centralized import prepare as prepare_centralized
 from netmig.options import MigrationOptions, Mode
@@ -51,7 +54,7 @@ from netmig.topology import load_topology, resolve
 from netmig.topology.model import Topology
 from netmig.topology.resolve import MigrationPlan
 from netmig.transaction import DeviceChange, NetworkTransaction
-from netmig.xmlkit import Element, element
+from netmig.xmlkit import Element
 
 if TYPE_CHECKING:
     from netmig.batch_distributed import DistributedBatch
@@ -61,7 +64,6 @@ if TYPE_CHECKING:
 __all__ = ["BatchItem", "BatchResult", "VmResult", "load_batch", "migrate_many"]
 
 log = logging.getLogger(__name__)
-_NC_NS = "urn:ietf:params:xml:ns:netconf:base:1.0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,136 +140,6 @@ def load_batch(path: str | Path) -> tuple[BatchItem, ...]:
     return tuple(items)
 
 
-def _ident(el: Element) -> tuple[str, str | None]:
-    """How _Merger tells siblings apart: a list entry by its leaves (keys first; two VMs never send the
-    same entry: they would have conflicted), a container by its name alone."""
-    leaves = [f"{c.tag!s}={c.text}" for c in el if isinstance(c.tag, str) and len(c) == 0]
-    return (str(el.tag), "|".join(leaves) if leaves else None)
-
-
-class _Merger:
-    """Merge ``<config>`` trees into one: containers by name, list entries by their leaves.
-
-    Each target element's children are indexed once and the index kept up to date as children are
-    added, so merging N VMs' edits costs the size of the edits, not N times the merged tree.
-    """
-
-    def __init__(self) -> None:
-        self._indexes: dict[Element, dict[tuple[str, str | None], Element]] = {}
-
-    def merge(self, into: Element, other: Element) -> None:
-        index = self._indexes.get(into)
-        if index is None:
-            index = self._indexes[into] = {_ident(c): c for c in into if isinstance(c.tag, str)}
-        for child in list(other):
-            if not isinstance(child.tag, str):
-                continue
-            ident = _ident(child)
-            same = index.get(ident)
-            if same is None or len(child) == 0:
-                into.append(child)
-                index[ident] = child
-            else:
-                for name, value in child.attrib.items():
-                    same.set(name, value)
-                self.merge(same, child)
-
-
-_IDENTITY = re.compile(r"^[A-Za-z_][\w.-]*:[\w.-]+$")  # prefix:name (identityref); not IPs or MACs
-_NC_OPERATION = f"{{{_NC_NS}}}operation"
-
-
-def _norm(text: str | None) -> str:
-    value = (text or "").strip()
-    return value.partition(":")[2] if _IDENTITY.match(value) else value
-
-
-def _leaves(el: Element) -> list[tuple[str, str]]:
-    return [(str(c.tag), _norm(c.text)) for c in el if isinstance(c.tag, str) and len(c) == 0]
-
-
-def missing_from(running: Element, edit: Element, path: str = "") -> list[str]:
-    """What of ``edit`` (a ``<config>``) ``running`` (a ``<data>``) does not hold, in linear time.
-
-    A group's verify: one VM's verifier decodes the device's whole running config, so checking N VMs
-    that way costs N times the device. Here every list entry and leaf sent must be in running (running
-    may hold more: other VMs, defaults); entries are found through an index of running's entries by
-    each of their leaves, using the most selective leaf of the entry sought. Removals are not checked.
-    """
-    problems: list[str] = []
-    index: dict[tuple[str, str, str], list[Element]] = {}
-    for r in running:
-        if isinstance(r.tag, str):
-            for tag, text in _leaves(r) or [("", "")]:
-                index.setdefault((str(r.tag), tag, text), []).append(r)
-    for e in edit:
-        if not isinstance(e.tag, str) or e.get(_NC_OPERATION) in ("delete", "remove"):
-            continue
-        here = f"{path}/{etree.QName(e).localname}"
-        leaves = _leaves(e)
-        if len(e) == 0:  # a leaf
-            if not any(_norm(r.text) == _norm(e.text) for r in index.get((str(e.tag), "", ""), ())):
-                problems.append(f"{here}: running lacks {e.text!r}")
-            continue
-        keys = [(str(e.tag), tag, text) for tag, text in leaves] or [(str(e.tag), "", "")]
-        candidates = min((index.get(k, []) for k in keys), key=len)
-        want = set(leaves)
-        match = next((r for r in candidates if want <= set(_leaves(r))), None)
-        if match is None:
-            problems.append(f"{here}[{', '.join(f'{etree.QName(t).localname}={v}' for t, v in leaves[:3])}]: "
-                            "not in running")
-            continue
-        branches = [c for c in e if isinstance(c.tag, str) and len(c)]
-        if branches:
-            holder = element(_NC_NS, "config")
-            holder.extend(_copy(c) for c in branches)
-            problems += missing_from(match, holder, here)
-    return problems
-
-
-def _group_changes(members: Sequence[PreparedMigration]) -> list[DeviceChange]:
-    """One DeviceChange per destination device holding every member VM's edit, verified as a whole."""
-    edits: dict[str, Element] = {}
-    first: dict[str, DeviceChange] = {}
-    filters: dict[str, Element | None] = {}
-    merger = _Merger()
-    for prepared in members:
-        for change in prepared.changes:
-            name = change.endpoint.name
-            first.setdefault(name, change)
-            root = edits.setdefault(name, element(_NC_NS, "config"))
-            merger.merge(root, _copy(change.edit))
-            filters[name] = _union(filters.get(name, element(_NC_NS, "filter", attrib={"type": "subtree"})),
-                                   change.verify_filter)
-    changes = []
-    for name, root in sorted(edits.items()):
-        sent = _copy(root)
-
-        def verify(running: Element, sent: Element = sent) -> list[str]:
-            return missing_from(running, sent)
-        base = first[name]
-        changes.append(DeviceChange(base.endpoint, root, verify, filters.get(name), base.modules,
-                                    base.features))
-    return changes
-
-
-def _union(into: Element | None, flt: Element | None) -> Element | None:
-    """The union of subtree filters: every top-level node of each, side by side (RFC 6241: sibling
-    containment nodes select independently); None (read everything) once one VM has no filter.
-
-    The group's verify then reads what its VMs' own verifies would, not the device's whole running
-    config (which grows with every group committed before: quadratic over a batch's groups)."""
-    if into is None or flt is None:
-        return None
-    into.extend(_copy(node) for node in flt if isinstance(node.tag, str))
-    return into
-
-
-def _copy(el: Element) -> Element:
-    from copy import deepcopy
-    return deepcopy(el)
-
-
 def _no_problems(running: Element) -> list[str]:
     return []
 
@@ -291,7 +163,8 @@ def migrate_many(items: Iterable[BatchItem], *, topology: Topology | str | Path,
                  options: MigrationOptions | None = None, environ: Mapping[str, str] | None = None,
                  workers: int = 4, group_size: int = 1000, device_parallelism: int = 16,
                  on_vm: Callable[[VmResult], None] | None = None, bulk: bool = True,
-                 store: TransferStore | None = None, feedback_deadline_s: float = 30.0) -> BatchResult:
+                 store: TransferStore | None = None, feedback_deadline_s: float = 30.0,
+                 journal: Journal | None = None) -> BatchResult:
     """Migrate many VMs with group commits per destination device; never raises for one VM's failure.
 
     ``bulk``: devices many of the batch's VMs touch are read once for all of them (netmig.bulkread);
@@ -299,6 +172,11 @@ def migrate_many(items: Iterable[BatchItem], *, topology: Topology | str | Path,
     the middle mode keeps the DI blobs (default: the SQLite store under ``$NETMIG_HOME``); every VM's
     blobs are dropped from it when the batch ends. ``feedback_deadline_s``: d-push/d-pull, how long the
     devices' feedback on each wave of associates is waited for.
+
+    With a ``journal`` (centralized and middle modes) each group is journaled as one migration under
+    the group's id (:mod:`netmig.batch_journal`), so ``netmig recover`` settles a group whose coordinator
+    died; interrupted migrations touching the batch's devices are recovered first, and a VM an
+    unfinished journaled migration still holds is left out (FAIL).
     """
     opts = options if options is not None else MigrationOptions()
     if opts.dry_run or opts.cleanup_source:
@@ -311,15 +189,19 @@ def migrate_many(items: Iterable[BatchItem], *, topology: Topology | str | Path,
     kinds = None if opts.mode is Mode.CENTRALIZED else STATIC_KINDS
     di: MiddleBatch | None = None
     dist: DistributedBatch | None = None
+    batch_id = "batch-" + secrets.token_hex(4)
     if middle:
         from netmig.batch_middle import MiddleBatch
 
         di = MiddleBatch(store if store is not None else default_store(), opts, environ,
-                         own_store=store is None)
+                         own_store=store is None, batch_id=batch_id)
     elif kinds is not None:
         from netmig.batch_distributed import DistributedBatch
 
         dist = DistributedBatch(opts, opts.mode is Mode.D_PUSH, ssh, environ, deadline_s=feedback_deadline_s)
+    if journal is not None and dist is not None:
+        raise InputError(f"a {opts.mode.value} batch is not journaled yet: run it with --no-journal")
+    groups = BatchJournal(journal, batch_id, opts, ssh, environ) if journal is not None else None
     todo = list(items)
     results: dict[str, VmResult] = {}
     lock = threading.Lock()
@@ -352,7 +234,8 @@ def migrate_many(items: Iterable[BatchItem], *, topology: Topology | str | Path,
     def prepare_one(plan: MigrationPlan) -> PreparedMigration | None:
         try:
             return _slim(prepare_centralized(plan, topo, opts, environ=environ, pool=pool_of_thread(),
-                                             bulk=shared, kinds=kinds), keep_undo=kinds is not None)
+                                             bulk=shared, kinds=kinds),
+                         keep_undo=kinds is not None or groups is not None)
         except NetmigError as exc:
             report(VmResult(plan.vm_id, Outcome.FAIL, f"{type(exc).__name__}: {exc}"))
             return None
@@ -390,6 +273,12 @@ def migrate_many(items: Iterable[BatchItem], *, topology: Topology | str | Path,
                 continue
             taken.update({c: p.plan.vm_id for c in _claims(p)})
             ready.append(p)
+        if groups is not None:  # before any export or change: settle what a dead coordinator left
+            busy = groups.clear_way([p.plan for p in ready])
+            for p in (p for p in ready if p.plan.vm_id in busy):
+                report(VmResult(p.plan.vm_id, Outcome.FAIL, f"MigrationInProgressError: VM {p.plan.vm_id}: "
+                                f"migration {busy[p.plan.vm_id]} is unfinished (recover it first)"))
+            ready = [p for p in ready if p.plan.vm_id not in busy]
         if di is not None:
             export_started = time.perf_counter()
             with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="netmig-batch") as ex:
@@ -402,10 +291,10 @@ def migrate_many(items: Iterable[BatchItem], *, topology: Topology | str | Path,
             members = ready[start:start + group_size]
             if dist is not None:
                 from netmig.batch_distributed import report_group
-                report_group(number, members, dist.commit_group(number, members, _group_changes(members)),
+                report_group(number, members, dist.commit_group(number, members, group_changes(members)),
                              report)
                 continue
-            _commit_group(number, members, opts, ssh, group_pool, device_parallelism, report, di)
+            _commit_group(number, members, opts, group_pool, device_parallelism, report, di, groups)
         timings["commit"] = (time.perf_counter() - commit_started) * 1000
     finally:
         opened = sum(p.opened for p in pools)
@@ -439,22 +328,38 @@ def bulk_devices(plans: Sequence[MigrationPlan], topology: Topology) -> dict[str
     return chosen
 
 
-def _commit_group(number: int, members: list[PreparedMigration], opts: MigrationOptions, ssh: object,
-                  pool: SessionPool, parallelism: int, report: Callable[[VmResult], None],
-                  di: MiddleBatch | None = None) -> None:
+def _commit_group(number: int, members: list[PreparedMigration], opts: MigrationOptions, pool: SessionPool,
+                  parallelism: int, report: Callable[[VmResult], None], di: MiddleBatch | None = None,
+                  journal: BatchJournal | None = None) -> None:
+    """One group commit; with a ``journal`` the group is journaled and compensable (merged undo)."""
     if not members:
         return
-    changes = _group_changes(members)
+    changes = group_changes(members)
     if di is not None:
         changes = di.extend(members, changes)
+    elif journal is not None:
+        from netmig.batch_middle import with_merged_undo
+
+        changes = [with_merged_undo(c, members) for c in changes]
+    record = journal.group(number, members) if journal is not None else None
     txn = NetworkTransaction(changes, timeouts=opts.timeouts, commit=opts.commit, max_workers=parallelism,
-                             session_factory=pool.factory, owns_sessions=False)
+                             session_factory=pool.factory, owns_sessions=False,
+                             on_step=record.hook if record is not None else None)
     started = time.perf_counter()
     error: str | None = None
     try:
-        txn.run()
+        if record is not None:
+            record.begin(number, members, changes, txn, di)
+        outcomes = txn.run()
     except TransactionError as exc:
         error = f"{type(exc).__name__}: group {number} ({len(members)} VMs): {exc}"
+        if record is not None:
+            record.failed(exc)
+    except NetmigError as exc:  # the journal refused the group: nothing was sent
+        error = f"{type(exc).__name__}: group {number} ({len(members)} VMs): not journaled: {exc}"
+    else:
+        if record is not None:
+            record.succeeded(outcomes, len(members))
     elapsed = (time.perf_counter() - started) * 1000
     for p in members:
         devices = di.devices(p) if di is not None else tuple(c.endpoint.name for c in p.changes)

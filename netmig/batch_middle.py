@@ -28,7 +28,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from netmig.batch import _Merger
+from netmig.batch_merge import Merger, copy
 from netmig.change import DeviceChange
 from netmig.devices import endpoint_for
 from netmig.errors import NetmigError
@@ -149,18 +149,13 @@ def with_merged_undo(change: DeviceChange, members: Sequence[PreparedMigration])
     if not mine or any(c.undo is None or c.verify_undone is None for c in mine):
         return change
     undo = element(_NC_NS, "config")
-    merger = _Merger()
+    merger = Merger()
     for c in mine:
         assert c.undo is not None
-        merger.merge(undo, _copy(c.undo))
+        merger.merge(undo, copy(c.undo))
     checks = [c.verify_undone for c in mine if c.verify_undone is not None]
 
     def verify_undone(running: Element) -> list[str]:
         return [problem for check in checks for problem in check(running)]
 
     return replace(change, undo=undo, verify_undone=verify_undone)
-
-
-def _copy(el: Element) -> Element:
-    from copy import deepcopy
-    return deepcopy(el)

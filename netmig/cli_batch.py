@@ -160,11 +160,20 @@ def _prestage(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _batch(args: argparse.Namespace, out: TextIO) -> int:
+    """``migrate --batch``: journaled as a single migration is (``--journal``, default under
+    ``$NETMIG_HOME``; ``--no-journal`` to skip), one journal record per group, except d-push/d-pull."""
     from netmig.batch import load_batch, migrate_many
+    from netmig.cli_journal import journal_path
+    from netmig.journal import SqliteJournal
+    from netmig.options import Mode
+
     items = load_batch(args.batch)
-    with _topology(args) as (topo, environ):
-        result = migrate_many(items, topology=topo, options=_options(args), environ=environ,
-                              workers=args.workers, group_size=args.group_size)
+    options = _options(args)
+    with _topology(args) as (topo, environ), ExitStack() as stack:
+        journaled = not args.no_journal and options.mode in (Mode.CENTRALIZED, Mode.MIDDLE)
+        journal = stack.enter_context(SqliteJournal(journal_path(args))) if journaled else None
+        result = migrate_many(items, topology=topo, options=options, environ=environ,
+                              workers=args.workers, group_size=args.group_size, journal=journal)
     if args.json:
         out.write(json.dumps({"results": [r.to_dict() for r in result.results],
                               "timings_ms": dict(result.timings_ms)}, indent=2) + "\n")

@@ -70,7 +70,8 @@ def _brief(record: MigrationRecord) -> dict[str, object]:
             "started_at": record.started_at.isoformat(timespec="seconds"),
             "finished_at": record.finished_at.isoformat(timespec="seconds") if record.finished_at else None,
             "outcome": state, "recovered": record.recovered, "devices": list(record.devices),
-            "rollback_of": record.plan.get("rollback-of")}
+            "rollback_of": record.plan.get("rollback-of"), "vms": list(record.vms),
+            "group": record.group is not None}
 
 
 def _table(records: list[MigrationRecord], out: TextIO) -> None:
@@ -129,7 +130,8 @@ def _history(journal: SqliteJournal, args: argparse.Namespace, out: TextIO) -> i
 
 def _report_json(report: RecoveryReport) -> dict[str, object]:
     return {"migration_id": report.migration_id, "vm_id": report.vm_id, "outcome": report.outcome or None,
-            "actions": list(report.actions), "errors": list(report.errors), "skipped": report.skipped}
+            "actions": list(report.actions), "errors": list(report.errors), "skipped": report.skipped,
+            "vms": list(report.vms)}
 
 
 def _recover(journal: SqliteJournal, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -142,6 +144,8 @@ def _recover(journal: SqliteJournal, args: argparse.Namespace, out: TextIO, err:
         if not args.json:
             what = (report.skipped and f"skipped: {report.skipped}") or report.outcome or "left unfinished"
             out.write(f"{report.migration_id}  {report.vm_id}: {what}\n")
+            if report.vms != (report.vm_id,):  # a batch group: the VMs it held
+                out.write(f"  VMs of the group ({len(report.vms)}): {', '.join(report.vms)}\n")
             for line in report.actions:
                 out.write(f"  {line}\n")
         for line in report.errors:

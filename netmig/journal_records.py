@@ -126,6 +126,23 @@ class MigrationRecord:
         return {s.device: s for s in self.steps}
 
     @property
+    def group(self) -> Mapping[str, object] | None:
+        """A batch group's ``group`` plan entry (batch id, number, VMs); None for one VM's migration."""
+        group = self.plan.get("group")
+        return group if isinstance(group, Mapping) else None
+
+    @property
+    def vms(self) -> tuple[str, ...]:
+        """The VMs this migration moves: a batch group's members, else its one VM."""
+        group = self.group
+        if group is None:
+            return (self.vm_id,)
+        members = group.get("vms")
+        if not isinstance(members, list):
+            return ()
+        return tuple(str(m["vm"]) for m in members if isinstance(m, Mapping) and "vm" in m)
+
+    @property
     def persist_ids(self) -> dict[str, str]:
         """Each device's most recent persist-id (from its commit-confirmed)."""
         return {s.device: s.persist_id for s in self.steps if s.persist_id is not None}

@@ -80,6 +80,7 @@ class RecoveryReport:
     actions: tuple[str, ...]          # "device: action: result" lines
     errors: tuple[str, ...] = ()
     skipped: str | None = None        # why the migration was left alone
+    vms: tuple[str, ...] = ()         # the VMs it moves (a batch group's members; else vm_id alone)
 
     @property
     def ok(self) -> bool:
@@ -241,16 +242,17 @@ def _recover_one(journal: Journal, record: MigrationRecord, environ: Mapping[str
             errors.extend(failed)
             break
     if errors:
-        return RecoveryReport(record.migration_id, record.vm_id, "", tuple(actions), tuple(errors))
+        return RecoveryReport(record.migration_id, record.vm_id, "", tuple(actions), tuple(errors),
+                              vms=record.vms)
     outcome = "success" if complete else "rolled-back"
     note = "recovered: " + ("completed" if complete else "rolled back") + "; " + "; ".join(actions)
     try:
         journal.mark_recovered(record.migration_id, outcome, note[:4000])
     except MigrationFinishedError:
         return RecoveryReport(record.migration_id, record.vm_id, outcome, tuple(actions),
-                              skipped="another recovery sealed it first")
+                              skipped="another recovery sealed it first", vms=record.vms)
     actions.extend(_drop_blobs(record))
-    return RecoveryReport(record.migration_id, record.vm_id, outcome, tuple(actions))
+    return RecoveryReport(record.migration_id, record.vm_id, outcome, tuple(actions), vms=record.vms)
 
 
 def _drop_blobs(record: MigrationRecord) -> list[str]:
@@ -261,7 +263,7 @@ def _drop_blobs(record: MigrationRecord) -> list[str]:
     if location is None:
         return []
     try:
-        dropped = drop_at(location, record.migration_id)
+        dropped = sum(drop_at(location, mid) for mid, _vm in _di_migrations(record))
     except NetmigError as exc:
         log.warning("migration %s: its DI blobs stay in the transfer store: %s", record.migration_id, exc)
         return [f"warning: the transfer store keeps the migration's blobs: {exc}"]
@@ -282,6 +284,9 @@ def _compensate(journal: Journal, record: MigrationRecord, device: str, persist_
         return _cancel_only(journal, record, device, [p for p in (persist_id, *undo_ids) if p], detail,
                             environ=environ, ssh=ssh, timeouts=timeouts)
     entry = _mapping(_mapping(plan.get("destinations"), "destinations").get(device), f"destinations/{device}")
+    if "edit" in entry:  # a batch group: its merged edit and undo, as XML
+        return _compensate_group(journal, record, device, [p for p in (persist_id, *undo_ids) if p], entry,
+                                 detail, environ=environ, ssh=ssh, timeouts=timeouts)
     codec = get_codec(str(_mapping(_mapping(plan.get("devices"), "devices").get(device), device)["codec"]))
     ctx = context_from_plan(entry)
     sent = from_dict(VmBundle, _mapping(entry.get("sent"), f"destinations/{device}/sent"))
@@ -306,6 +311,39 @@ def _compensate(journal: Journal, record: MigrationRecord, device: str, persist_
                        session_factory=patient_sessions(ssh, timeouts or Timeouts())).run()
     journal.record(record.migration_id, device, Step.COMPENSATE_CONFIRM, ok=True, detail=detail)
     return "; ".join([*said, "undo applied and confirmed"])
+
+
+def _compensate_group(journal: Journal, record: MigrationRecord, device: str, persist_ids: list[str],
+                      entry: Mapping[str, object], detail: Mapping[str, object], *,
+                      environ: Mapping[str, str] | None, ssh: SshPolicy, timeouts: Timeouts | None) -> str:
+    """:func:`_compensate` for a batch group's device: cancel what is pending, then apply the group's
+    journaled undo (its VMs' removals merged) as a confirmed commit, checked with
+    :func:`netmig.batch_merge.still_present`; nothing when running holds none of the group already."""
+    from netmig.batch_merge import still_present
+
+    undo_text = entry.get("undo")
+    if not isinstance(undo_text, str):
+        raise InputError(f"{device}: the journal holds no undo for the group's change; undo it by hand")
+    undo = xmlkit.parse(undo_text)
+    flt_text = entry.get("filter")
+    flt = xmlkit.parse(flt_text) if isinstance(flt_text, str) else None
+    endpoint = endpoint_from_plan(record.plan, device, environ)
+    said = []
+    with DeviceSession(endpoint, ssh=ssh, timeouts=timeouts) as session:
+        for pid in persist_ids:
+            journal.record(record.migration_id, device, Step.CANCEL, persist_id=pid, detail=detail)
+            said.append(_settle(session, RecoveryAction.CANCEL, pid))
+        if not still_present(session.get_config("running", flt), undo):
+            journal.record(record.migration_id, device, Step.COMPENSATE, detail=detail)
+            journal.record(record.migration_id, device, Step.COMPENSATE_CONFIRM, ok=True, detail=detail)
+            return "; ".join([*said, "running holds none of the group's change: nothing to undo"])
+    journal.record(record.migration_id, device, Step.COMPENSATE, detail=detail)
+    change = DeviceChange(endpoint, undo, lambda running: still_present(running, undo), verify_filter=flt,
+                          extra_ops=_withdraw_ops(record))
+    NetworkTransaction([change], ssh=ssh, timeouts=timeouts,
+                       session_factory=patient_sessions(ssh, timeouts or Timeouts())).run()
+    journal.record(record.migration_id, device, Step.COMPENSATE_CONFIRM, ok=True, detail=detail)
+    return "; ".join([*said, "the group's undo applied and confirmed"])
 
 
 def _cancel_only(journal: Journal, record: MigrationRecord, device: str, persist_ids: list[str],
@@ -341,7 +379,18 @@ def _withdraw_ops(record: MigrationRecord) -> tuple[xmlkit.Element, ...]:
         return ()
     from netmig.modes.middle import withdraw_op
 
-    return (withdraw_op(record.migration_id, record.vm_id),)
+    return tuple(withdraw_op(mid, vm) for mid, vm in _di_migrations(record))
+
+
+def _di_migrations(record: MigrationRecord) -> list[tuple[str, str]]:
+    """(migration id, VM) under which devices imported the migration's DI: a batch group's VMs each
+    carry their own (``di-migration-id`` in the plan's ``group``), a single migration its own."""
+    group = record.group
+    if group is None:
+        return [(record.migration_id, record.vm_id)]
+    members = group.get("vms")
+    return [(str(m["di-migration-id"]), str(m["vm"])) for m in (members if isinstance(members, list) else [])
+            if isinstance(m, Mapping) and "di-migration-id" in m and "vm" in m]
 
 
 def _touches(record: MigrationRecord) -> set[str]:
@@ -363,7 +412,7 @@ def recover(journal: Journal, *, environ: Mapping[str, str] | None = None,
             continue
         if not include_live and coordinator_alive(record.plan):
             reports.append(RecoveryReport(record.migration_id, record.vm_id, "", (),
-                                          skipped="its coordinator is still running"))
+                                          skipped="its coordinator is still running", vms=record.vms))
             continue
         log.warning("recovering interrupted migration %s of VM %s", record.migration_id, record.vm_id)
         reports.append(_recover_one(journal, record, environ, ssh, timeouts))
@@ -411,6 +460,9 @@ def _check_rollback_allowed(journal: Journal, record: MigrationRecord) -> None:
         raise InputError(f"migration {mid} is unfinished: run netmig recover first")
     if record.mode == "rollback":
         raise InputError(f"{mid} is itself a rollback (of {record.plan.get('rollback-of')})")
+    if record.group is not None:
+        raise InputError(f"{mid} is a batch group ({len(record.vms)} VMs): a group cannot be rolled back "
+                         "as a whole yet; migrate its VMs back")
     if record.outcome != "success":
         raise InputError(f"migration {mid} ended {record.outcome}: nothing to roll back")
     for later in journal.history(limit=10000, vm_id=record.vm_id):

@@ -24,7 +24,7 @@ from netmig.settings import Credentials, DeviceEndpoint, QuirkProfile, SshPolicy
 from netmig.xmlkit import element, sub, text_of
 
 __all__ = ["ChangeLostError", "Check", "context_from_plan", "di_check", "endpoint_from_plan",
-           "holding_check", "plan_mapping", "ssh_from_plan"]
+           "group_check", "holding_check", "plan_mapping", "ssh_from_plan"]
 
 
 def plan_mapping(value: object, where: str) -> Mapping[str, object]:
@@ -106,7 +106,11 @@ def holding_check(plan: Mapping[str, object], device: str, migration_id: str = "
         di = di_only.get(device) if isinstance(di_only, Mapping) else None
         if isinstance(di, Mapping) and di.get("evidence") == "export-di" and isinstance(di.get("vm-id"), str):
             return di_check(str(di["vm-id"]), migration_id)
+        if isinstance(di, Mapping) and di.get("evidence") == "export-di" and isinstance(di.get("vms"), list):
+            return _all_of([di_check(str(vm), str(mid)) for vm, mid in di["vms"]])
         return None
+    if isinstance(entry.get("edit"), str):
+        return group_check(entry)
     if not isinstance(role, Mapping) or "codec" not in role:
         return None
     codec = get_codec(str(role["codec"]))
@@ -115,6 +119,22 @@ def holding_check(plan: Mapping[str, object], device: str, migration_id: str = "
     verify = verifier(codec, sent, ctx)
     wanted = codec.config_filter(ctx)
     return lambda session: verify(session.get_config("running", wanted))
+
+
+def group_check(entry: Mapping[str, object]) -> Check:
+    """Whether a device holds a batch group's merged ``edit`` (journaled as XML, with the ``filter`` its
+    verify read running with): :func:`netmig.batch_merge.missing_from`, as the group's own verify."""
+    from netmig.batch_merge import missing_from
+    from netmig.xmlkit import parse
+
+    edit = parse(str(entry["edit"]))
+    flt_text = entry.get("filter")
+    flt = parse(flt_text) if isinstance(flt_text, str) else None
+    return lambda session: missing_from(session.get_config("running", flt), edit)
+
+
+def _all_of(checks: list[Check]) -> Check:
+    return lambda session: [problem for check in checks for problem in check(session)]
 
 
 def di_check(vm_id: str, migration_id: str) -> Check:

@@ -1,0 +1,205 @@
+"""Journaling a batch (centralized and middle modes): one journaled migration per group commit.
+
+A group is journaled as a migration of its own, under the group's id (``<batch id>-g<number>``), so
+:func:`netmig.recovery.recover` settles a group whose coordinator died exactly as it settles one VM:
+confirm everywhere when every device still holds the pending commit (or confirmed it), otherwise cancel
+and compensate everywhere. The record reuses the single migration's format (:func:`group_plan`):
+
+- ``devices``, ``persist-ids`` and the coordinator as :func:`netmig.journal_hook.journal_plan` writes them;
+- ``group``: the batch id, the group's number and its VMs (``vms``: id, hosts, devices, and in the middle
+  mode the VM's own migration id its DI imports carry); :attr:`MigrationRecord.vms` reads them back;
+- ``destinations``: per device the group's merged ``edit`` (recovery checks running holds it with
+  :func:`netmig.batch_merge.missing_from`), its ``filter`` and its merged ``undo`` (compensation);
+- middle mode: ``di-only`` (a device taking only DI: the VMs whose learned state it imports, asked with
+  ``export-di``) and ``di-store`` (recovery drops the VMs' blobs once it settled the group).
+
+Cost: one plan written before the group's first change and the transaction's steps (a few records
+per destination device), per group, never per VM.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from netmig.codecs.registry import get_codec
+from netmig.devices import DeviceHandle
+from netmig.errors import NetmigError, RollbackIncompleteError, TransactionError
+from netmig.feedback import DeviceOutcome
+from netmig.journal import Journal
+from netmig.journal_hook import MigrationRecorder, StageHook, coordinator_identity, device_entry
+from netmig.modes.centralized import PreparedMigration
+from netmig.options import MigrationOptions
+from netmig.settings import SshPolicy
+from netmig.transaction import DeviceChange, NetworkTransaction
+from netmig.xmlkit import to_bytes
+
+if TYPE_CHECKING:
+    from netmig.batch_middle import MiddleBatch
+    from netmig.topology.resolve import MigrationPlan
+
+__all__ = ["BatchJournal", "GroupRecord", "group_id", "group_plan"]
+
+log = logging.getLogger(__name__)
+
+
+def group_id(batch_id: str, number: int) -> str:
+    """The journal id of a batch's group ``number``."""
+    return f"{batch_id}-g{number}"
+
+
+def _hosts(values: Sequence[str]) -> str:
+    """One host, or how many (a group's VMs may leave and land on many hosts)."""
+    distinct = sorted(set(values))
+    return distinct[0] if len(distinct) == 1 else f"{len(distinct)} hosts"
+
+
+def group_plan(number: int, members: Sequence[PreparedMigration], changes: Sequence[DeviceChange],
+               txn: NetworkTransaction, *, batch_id: str, options: MigrationOptions, ssh: SshPolicy,
+               di: MiddleBatch | None = None) -> dict[str, object]:
+    """The journal plan of one group (the module docstring): what recovery needs, as JSON."""
+    known = {d.name: d for p in members for d in p.plan.destination_devices}
+    devices: dict[str, object] = {}
+    destinations: dict[str, object] = {}
+    di_only: dict[str, object] = {}
+    for change in changes:
+        name = change.endpoint.name
+        dev = known[name]
+        devices[name] = device_entry(DeviceHandle(dev, change.endpoint, get_codec(dev.codec.value)),
+                                     "destination")
+        if len(change.edit) == 0 and di is not None:  # DI only: nothing in running to check
+            di_only[name] = {"evidence": "export-di",
+                             "vms": [[p.plan.vm_id, di.migration_id(p.plan.vm_id)] for p in members
+                                     if name in di.devices(p)]}
+            continue
+        entry: dict[str, object] = {"edit": to_bytes(change.edit).decode()}
+        if change.verify_filter is not None:
+            entry["filter"] = to_bytes(change.verify_filter).decode()
+        if change.undo is not None:
+            entry["undo"] = to_bytes(change.undo).decode()
+        destinations[name] = entry
+    vms = []
+    for p in members:
+        vm: dict[str, object] = {"vm": p.plan.vm_id, "from": p.plan.source.host.name,
+                                 "to": p.plan.destination.host.name,
+                                 "devices": list(di.devices(p) if di is not None
+                                                 else (c.endpoint.name for c in p.changes))}
+        if di is not None:
+            vm["di-migration-id"] = di.migration_id(p.plan.vm_id)
+        vms.append(vm)
+    plan: dict[str, object] = {
+        "coordinator": coordinator_identity(),
+        "known-hosts": str(ssh.known_hosts) if ssh.known_hosts else None,
+        "verify-host-keys": ssh.verify_host_keys,
+        "confirm-timeout-s": options.commit.confirm_timeout_s,
+        "cleanup-source": False,
+        "group": {"batch-id": batch_id, "number": number, "vms": vms},
+        "devices": devices,
+        "persist-ids": dict(txn.persist_ids),
+        "destinations": destinations,
+    }
+    if di is not None:
+        from netmig.store import location_of
+
+        plan["di-only"] = di_only
+        plan["di-store"] = location_of(di.store)
+    return plan
+
+
+@dataclass(slots=True)
+class GroupRecord:
+    """One group's journal record: the hook its transaction calls, then how the group ended."""
+
+    batch: BatchJournal
+    recorder: MigrationRecorder
+    hook: StageHook
+
+    def begin(self, number: int, members: Sequence[PreparedMigration], changes: Sequence[DeviceChange],
+              txn: NetworkTransaction, di: MiddleBatch | None) -> None:
+        """Journal the group before its first change (raises JournalError, MigrationInProgressError)."""
+        self.hook.persist_ids, self.hook.compensate_ids = txn.persist_ids, txn.compensate_ids
+        b = self.batch
+        plan = group_plan(number, members, changes, txn, batch_id=b.batch_id, options=b.options, ssh=b.ssh,
+                          di=di)
+        self.recorder.begin([c.endpoint.name for c in changes], plan)
+
+    def succeeded(self, outcomes: tuple[DeviceOutcome, ...], vms: int) -> None:
+        """Journal the group committed everywhere (a journal failure now is logged: the devices hold the
+        group, and recovery finds every device confirmed)."""
+        try:
+            self.hook.results(outcomes)
+            self.recorder.applied = True
+            self.recorder.finish("success", {"vms": vms})
+        except NetmigError as exc:
+            log.warning("group %s: committed, but its journal record stays open: %s",
+                        self.recorder.migration_id, exc)
+
+    def failed(self, exc: TransactionError) -> None:
+        """Journal how the devices ended; a group the transaction could not roll back everywhere is
+        settled now by recovery if the devices answer (else ``netmig recover`` does it later)."""
+        try:
+            self.hook.results(exc.outcomes)
+            if not isinstance(exc, RollbackIncompleteError):
+                self.recorder.finish("rolled-back", {"error": str(exc), "error-type": type(exc).__name__})
+                return
+        except NetmigError as problem:
+            log.warning("group %s: its journal record stays open: %s", self.recorder.migration_id, problem)
+            return
+        from netmig.recovery import recover_now
+
+        b = self.batch
+        try:
+            report = recover_now(b.journal, self.recorder.migration_id, environ=b.environ, ssh=b.ssh,
+                                 timeouts=b.options.timeouts)
+        except NetmigError as problem:
+            log.warning("group %s: left for netmig recover: %s", self.recorder.migration_id, problem)
+            return
+        if report.errors:
+            log.warning("group %s: left for netmig recover: %s", self.recorder.migration_id,
+                        "; ".join(report.errors))
+
+
+@dataclass(slots=True)
+class BatchJournal:
+    """Journals the groups of one batch in ``journal`` (see the module docstring)."""
+
+    journal: Journal
+    batch_id: str
+    options: MigrationOptions
+    ssh: SshPolicy
+    environ: Mapping[str, str] | None = None
+    groups: list[str] = field(default_factory=list)
+
+    def group(self, number: int, members: Sequence[PreparedMigration]) -> GroupRecord:
+        """The record of group ``number``; its ``hook`` goes to the group's transaction, then ``begin``."""
+        gid = group_id(self.batch_id, number)
+        recorder = MigrationRecorder(self.journal, gid, vm_id=gid, mode=self.options.mode.value,
+                                     source_host=_hosts([p.plan.source.host.name for p in members]),
+                                     destination_host=_hosts([p.plan.destination.host.name for p in members]))
+        self.groups.append(gid)
+        return GroupRecord(self, recorder, recorder.stage("apply"))
+
+    def clear_way(self, plans: Sequence[MigrationPlan]) -> dict[str, str]:
+        """Recover interrupted migrations touching the batch's devices (as a single migration does);
+        return the batch's VMs an unfinished migration still holds (its coordinator alive), with its id."""
+        from netmig.recovery import recover
+
+        touched = {d.name for p in plans for d in (*p.source_devices, *p.destination_devices)}
+        for report in recover(self.journal, environ=self.environ, devices=touched, ssh=self.ssh,
+                              timeouts=self.options.timeouts):
+            if report.skipped is None:
+                log.warning("recovered migration %s (%s): %s%s", report.migration_id, ", ".join(report.vms),
+                            report.outcome or "left unfinished",
+                            f" ({'; '.join(report.errors)})" if report.errors else "")
+        return self.busy_vms({p.vm_id for p in plans})
+
+    def busy_vms(self, vms: set[str]) -> dict[str, str]:
+        """Which of ``vms`` an unfinished journaled migration (or group) holds, with its id."""
+        busy: dict[str, str] = {}
+        for record in self.journal.unfinished():
+            for vm in record.vms:
+                if vm in vms:
+                    busy.setdefault(vm, record.migration_id)
+        return busy
