@@ -1,0 +1,93 @@
+"""A journaled batch (netmig.batch_journal): one journaled migration per group, over SSH to a generated
+fabric; what the journal holds afterwards, and what a batch does with a VM an unfinished migration holds."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import batchlab
+import pytest
+
+from netmig.batch import BatchItem, migrate_many
+from netmig.cli import main
+from netmig.errors import InputError
+from netmig.feedback import Outcome
+from netmig.journal import SqliteJournal, Step
+from netmig.journal_hook import coordinator_identity
+from netmig.options import MigrationOptions, Mode
+from netmig.recovery import recover, rollback_migration
+from netmig.xmlkit import parse
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "two-site"
+
+
+def _items(gen: Any) -> list[BatchItem]:
+    return [BatchItem(v.vm_id, v.source_host, v.destination_host) for v in gen.vms]
+
+
+def test_each_group_is_journaled_as_one_migration_listing_its_vms(tmp_path: Path, schema_cache: Any,
+                                                                  fabricgen: Any) -> None:
+    gen = fabricgen.generate(4, leaves=2)
+    items = _items(gen)
+    path = tmp_path / "journal.sqlite"
+    with fabricgen.running(gen, tmp_path / "state", schemas=schema_cache) as (fabric, topo, environ), \
+            SqliteJournal(path) as journal:
+        result = migrate_many(items, topology=topo, environ=environ, workers=2, group_size=2, journal=journal)
+        assert set(result.succeeded) == {i.vm for i in items}
+        assert batchlab.vms_in_running(fabric, "b-") == {i.vm for i in items}
+        records = list(reversed(journal.history()))
+        assert len(records) == 2 and journal.unfinished() == []
+        for number, record in enumerate(records):
+            members = {r.vm for r in result.results if r.group == number}
+            assert record.migration_id.endswith(f"-g{number}") and record.vm_id == record.migration_id
+            assert record.outcome == "success" and not record.recovered and record.mode == "centralized"
+            assert set(record.vms) == members and record.group is not None
+            # every destination: journaled before and confirmed, under the persist-id it was sent
+            confirmed = {s.device for s in record.steps if s.step is Step.CONFIRM and s.ok is True}
+            assert confirmed == set(record.devices)
+            assert record.persist_ids == record.plan["persist-ids"]
+            # the plan holds what recovery needs: the merged edit (naming every VM the device took), its undo
+            destinations = record.plan["destinations"]
+            assert isinstance(destinations, dict) and set(destinations) == set(record.devices)
+            for name, entry in destinations.items():
+                parse(entry["edit"]), parse(entry["undo"])
+                if name.startswith("b-leaf"):
+                    on_leaf = {vm for vm in members if vm in entry["edit"]}
+                    assert on_leaf and on_leaf <= members
+        with pytest.raises(InputError, match="batch group"):
+            rollback_migration(journal, records[0].migration_id, environ=environ)
+    out = io.StringIO()
+    assert main(["history", "--journal", str(path), "--json"], out=out, err=io.StringIO()) == 0
+    listed = json.loads(out.getvalue())
+    assert [sorted(r["vms"]) for r in reversed(listed)] == [sorted(r.vms) for r in records]
+    assert all(r["group"] for r in listed)
+
+
+def test_a_vm_an_unfinished_migration_holds_is_left_out_and_the_others_move(
+        tmp_path: Path, schema_cache: Any, fabricgen: Any) -> None:
+    """A group of another coordinator that is still running (this process) holds vm-00001: recovery
+    leaves it alone, and the batch moves the three others without touching vm-00001."""
+    gen = fabricgen.generate(4, leaves=2)
+    with fabricgen.running(gen, tmp_path / "state", schemas=schema_cache) as (fabric, topo, environ), \
+            SqliteJournal(tmp_path / "journal.sqlite") as journal:
+        journal.begin("other-g0", "other-g0", "centralized", "h", "h", ["b-leaf01"],
+                      {"coordinator": coordinator_identity(), "group": {"vms": [{"vm": "vm-00001"}]},
+                       "devices": {"b-leaf01": {"role": "destination"}}})
+        result = migrate_many(_items(gen), topology=topo, environ=environ, workers=2, journal=journal)
+        (failed,) = result.failed
+        assert failed.vm == "vm-00001" and failed.outcome is Outcome.FAIL
+        assert failed.error is not None and "other-g0" in failed.error
+        assert batchlab.vms_in_running(fabric, "b-") == {"vm-00000", "vm-00002", "vm-00003"}
+        assert [r.migration_id for r in journal.unfinished()] == ["other-g0"]
+        (skipped,) = recover(journal, environ=environ)
+        assert skipped.skipped is not None and skipped.vms == ("vm-00001",)
+
+
+def test_a_distributed_batch_refuses_a_journal_it_cannot_write_yet(tmp_path: Path) -> None:
+    with SqliteJournal(tmp_path / "journal.sqlite") as journal, \
+            pytest.raises(InputError, match="not journaled"):
+        migrate_many([BatchItem("vm-web-01", "host-a1", "host-b3")], topology=EXAMPLE / "topology.yaml",
+                     options=MigrationOptions(mode=Mode.D_PUSH), journal=journal)
