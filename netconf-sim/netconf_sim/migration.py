@@ -84,6 +84,7 @@ class MigrationAgent:
         self.directory = directory
         self.ignore_associate = False    # fault injection: a device that never answers
         self.fail_import = False         # fault injection: refuse every import-di
+        self.ignore_associate_of: set[str] = set()  # fault injection: never answer these VMs' associates
         self.jobs: set[asyncio.Task[None]] = set()
         # kinds a test teaches this device beyond the standard six (opaque to the coordinator)
         self.extra_shapes: dict[str, TableShape] = {}
@@ -371,7 +372,7 @@ class MigrationAgent:
 
     def start(self, job: Associate) -> None:
         """Run this device's part of an associate (see :mod:`netconf_sim.transfer`)."""
-        if self.ignore_associate:
+        if self.ignore_associate or job.vm_id in self.ignore_associate_of:
             log.info("%s: ignoring the associate of %s (injected fault)", self.name, job.migration_id)
             return
         from .transfer import run_job  # transfer imports this module
