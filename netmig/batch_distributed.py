@@ -19,15 +19,29 @@ commit per destination device.
    device back: merged static undo and one ``withdraw-di`` per VM).
 
 A VM's transfers cannot be taken out of the group's pending commit alone: its DI is already in the
-follow-up commits of the devices that took it, next to its static edit in the group's. So a VM whose
-transfer fails (fail report, silence past the deadline, an associate refused) fails its whole group:
-everything the group staged is cancelled on every device (the devices' imports with it), the sources
-are untouched, and every VM of the group is FAIL, the ones whose transfer failed with their reason, the
-others naming them. Groups before and after are independent.
+follow-up commits of the devices that took it, next to its static edit in the group's. So a failed
+transfer (fail report, silence past the deadline, an associate refused) cancels everything the group
+staged on every device (the devices' imports with it; the sources are untouched), and then the group is
+tried again without the VMs the failure is attributed to (:mod:`netmig.batch_isolation`), as a new
+group with its own group id, persist-ids and migration ids (``<group>-r1``, ...):
+
+* a fail report or a refused associate names its VM: that VM is FAIL (``transfer failed: <reason>``,
+  and the group the others were tried again as); the others are tried again together;
+* silence past the deadline, or a session lost during the transfers, names no VM: the VMs are tried
+  again in halves, recursively, down to the VM that fails alone; bounded (at most floor(log2 n) + 1
+  splits, at most ``max_retries`` tries again per group, default twice that);
+* a staging, verify or confirm failure is the devices', not a VM's: the group is FAIL as a whole, as
+  is a group whose sessions could not be opened; nothing is tried again;
+* a rollback that did not complete on some device stops the group: nothing more is tried, and the
+  VMs not moved are FAIL naming the devices to look at.
+
+Every VM tried more than once names the groups it was tried in. A VM's ``suspension_ms`` is the time
+until its last try ended. Groups before and after are independent.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import secrets
 import time
@@ -36,11 +50,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 from netmig.batch import VmResult
+from netmig.batch_isolation import Attempt, isolate
 from netmig.batch_middle import with_merged_undo
 from netmig.change import DeviceChange
 from netmig.devicegate import holding
 from netmig.devices import DeviceHandle, handles_for, open_sessions
-from netmig.errors import DeviceError, NetmigError
+from netmig.errors import NetmigError, RpcError
 from netmig.feedback import DevicePhase, Outcome
 from netmig.modes.centralized import PreparedMigration
 from netmig.modes.distributed import LOCK_ATTEMPT_WAIT_S, Report, _associate, _stage
@@ -58,17 +73,40 @@ log = logging.getLogger(__name__)
 _NC_NS = "urn:ietf:params:xml:ns:netconf:base:1.0"
 
 
+_GIVEN_BACK = (DevicePhase.ROLLED_BACK, DevicePhase.COMPENSATED)
+
+
 def _nothing(running: Element) -> list[str]:
     return []
 
 
+def _devices(p: PreparedMigration) -> tuple[str, ...]:
+    """The devices a VM's move uses: its static changes' and the ones its DI goes to."""
+    return tuple(sorted({c.endpoint.name for c in p.changes} | {d for _, d in di_routes(p.plan)}))
+
+
+def _group_changes(members: Sequence[PreparedMigration]) -> list[DeviceChange]:
+    """The merged static changes of ``members``, one per device, as :mod:`netmig.batch` computes a
+    group's (for a retry of part of a group)."""
+    merge: Callable[[Sequence[PreparedMigration]], list[DeviceChange]]
+    try:
+        merge = importlib.import_module("netmig.batch_merge").group_changes
+    except ModuleNotFoundError:  # where the merge still lives in netmig.batch
+        merge = importlib.import_module("netmig.batch")._group_changes
+    return merge(members)
+
+
 @dataclass(frozen=True, slots=True)
 class GroupOutcome:
-    """What became of one group: per VM the error (None: moved), and the devices each VM's move used."""
+    """What became of one group: per VM the error (None: moved), and the devices each VM's move used;
+    the group's time, retries included; per VM when its last try ended (its suspension: the VMs of one
+    try resume together) and the group ids it was tried in."""
 
     errors: Mapping[str, str | None]
     devices: Mapping[str, tuple[str, ...]]
     elapsed_ms: float
+    suspension_ms: Mapping[str, float] = field(default_factory=dict)
+    tries: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -82,47 +120,63 @@ class DistributedBatch:
     wave: int = 16                 # VMs whose associates are in flight at once
     deadline_s: float = 30.0       # per wave: how long the devices' feedback is waited for
     batch_id: str = field(default_factory=lambda: "batch-" + secrets.token_hex(4))
+    max_retries: int | None = None  # per group (None: batch_isolation's default, 2 * (log2 n + 1))
 
     def commit_group(self, number: int, members: Sequence[PreparedMigration],
                      changes: Sequence[DeviceChange]) -> GroupOutcome:
-        """Move the group's VMs (``changes``: its merged static changes, one per device)."""
+        """Move the group's VMs (``changes``: its merged static changes, one per device); after a
+        rollback caused by transfer failures, try the others again (:func:`isolate`)."""
         started = time.perf_counter()
         group_id = f"{self.batch_id}-g{number}"
+
+        def attempt(gid: str, part: Sequence[PreparedMigration]) -> Attempt:
+            return self._attempt(number, gid, part, changes if gid == group_id else _group_changes(part))
+
+        done = isolate(group_id, members, attempt, lambda p: p.plan.vm_id, budget=self.max_retries)
+        if done.retries:
+            log.info("batch %s: group %d: %d retries, %d of %d VMs moved", self.batch_id, number,
+                     done.retries, sum(e is None for e in done.errors.values()), len(members))
+        devices = {p.plan.vm_id: _devices(p) for p in members}
+        return GroupOutcome(done.errors, devices, (time.perf_counter() - started) * 1000, done.ended_ms,
+                            done.tries)
+
+    def _attempt(self, number: int, group_id: str, members: Sequence[PreparedMigration],
+                 changes: Sequence[DeviceChange]) -> Attempt:
+        """One try of (part of) the group as ``group_id``: stage, associate, verify, confirm, or give
+        everything back."""
         mids = {p.plan.vm_id: f"{group_id}-{n}" for n, p in enumerate(members)}
         handles: dict[str, DeviceHandle] = {}
         for p in members:
             for name, handle in handles_for((*p.plan.source_devices, *p.plan.destination_devices),
                                             self.environ).items():
                 handles.setdefault(name, handle)
-        staged_changes, devices = self._changes(members, changes, mids, handles)
+        staged_changes = self._changes(members, changes, mids, handles)
         reporters = sorted({d.name for p in members
                             for d in (p.plan.source_devices if self.push else p.plan.destination_devices)})
         needed = sorted(set(staged_changes) | set(reporters))
-        errors: dict[str, str | None] = dict.fromkeys(mids)
+        outcome: Attempt | None = None
         try:
             with holding(handles[n].endpoint for n in staged_changes), \
                     open_sessions([handles[n] for n in needed], ssh=self.ssh,
                                   timeouts=self.options.timeouts) as sessions:
-                self._run(number, group_id, members, staged_changes, mids, handles, sessions, reporters,
-                          errors)
-        except NetmigError as exc:  # sessions could not be opened or subscribed: nothing was staged
-            for vm in mids:
-                errors[vm] = errors[vm] or f"{type(exc).__name__}: group {number}: {exc}"
-        return GroupOutcome(errors, devices, (time.perf_counter() - started) * 1000)
+                outcome = self._run(number, group_id, members, staged_changes, mids, handles, sessions,
+                                    reporters)
+        except NetmigError as exc:
+            if outcome is None:  # sessions could not be opened or subscribed: nothing was staged
+                return Attempt({vm: f"{type(exc).__name__}: group {number} ({group_id}): {exc}"
+                                for vm in mids})
+            log.warning("batch %s: %s: closing sessions: %s", self.batch_id, group_id, exc)
+        assert outcome is not None
+        return outcome
 
     def _changes(self, members: Sequence[PreparedMigration], changes: Sequence[DeviceChange],
-                 mids: Mapping[str, str], handles: Mapping[str, DeviceHandle],
-                 ) -> tuple[dict[str, DeviceChange], dict[str, tuple[str, ...]]]:
+                 mids: Mapping[str, str], handles: Mapping[str, DeviceHandle]) -> dict[str, DeviceChange]:
         """Per destination: the merged static change with the merged undo and one withdraw-di per VM
-        receiving DI there (an empty edit on a DI-only device); per VM the devices it uses."""
+        receiving DI there (an empty edit on a DI-only device)."""
         receivers: dict[str, list[str]] = {}
-        devices: dict[str, tuple[str, ...]] = {}
         for p in members:
-            vm = p.plan.vm_id
-            takes = sorted({d for _, d in di_routes(p.plan)})
-            for name in takes:
-                receivers.setdefault(name, []).append(vm)
-            devices[vm] = tuple(sorted({c.endpoint.name for c in p.changes} | set(takes)))
+            for name in sorted({d for _, d in di_routes(p.plan)}):
+                receivers.setdefault(name, []).append(p.plan.vm_id)
         by_name = {c.endpoint.name: with_merged_undo(c, members) for c in changes}
         for name, vms in receivers.items():
             base = by_name.get(name) or DeviceChange(handles[name].endpoint, element(_NC_NS, "config"),
@@ -131,26 +185,35 @@ class DistributedBatch:
             withdraws = tuple(withdraw_op(mids[vm], vm) for vm in vms)
             by_name[name] = replace(base, undo_ops=(*base.undo_ops, *withdraws) if undoable
                                     else base.undo_ops)
-        return dict(sorted(by_name.items())), devices
+        return dict(sorted(by_name.items()))
 
     def _run(self, number: int, group_id: str, members: Sequence[PreparedMigration],
              changes: Mapping[str, DeviceChange], mids: Mapping[str, str],
              handles: Mapping[str, DeviceHandle], sessions: Mapping[str, DeviceSession],
-             reporters: Sequence[str], errors: dict[str, str | None]) -> None:
+             reporters: Sequence[str]) -> Attempt:
         opts = self.options
-        where = f"group {number} ({len(members)} VMs)"
+        where = f"group {number} ({group_id}: {len(members)} VMs)"
+        errors: dict[str, str | None] = dict.fromkeys(mids)
         for name in reporters:
             sessions[name].create_subscription()
         staged, failures = self._stage_all(changes, sessions, group_id)
+        blamed: dict[str, str] = {}
+        unattributed = False
+        step = "transfer"
         try:
             if not failures:
                 failed_vms = self._transfer(members, handles, sessions, mids, group_id, staged)
-                for vm, reason in failed_vms.items():
+                for vm, (reason, named) in failed_vms.items():
                     errors[vm] = f"transfer failed: {reason}"
+                    if named:
+                        blamed[vm] = reason
+                    else:
+                        unattributed = True
                 if failed_vms:
                     names = sorted(failed_vms)
                     failures["transfer"] = (f"{len(names)} VM(s) failed their transfer "
                                             f"({', '.join(names[:5])}{', ...' if len(names) > 5 else ''})")
+            step = "verify"
             if not failures:
                 for name in staged:
                     change = changes[name]
@@ -158,28 +221,31 @@ class DistributedBatch:
                     if mismatches:
                         failures[name] = f"{name}: verify: running lacks the change: {mismatches[0]}"
         except NetmigError as exc:  # a session failed after staging: everything staged is given back
-            failures["error"] = f"{type(exc).__name__}: {exc}"
+            failures[step] = f"{type(exc).__name__}: {step}: {exc}"
+            unattributed = unattributed or step == "transfer"
         settler = Settler(sessions, changes, group_id, opts, recorder=None, on_step=None,
                           factory=lambda ep: DeviceSession(ep, ssh=self.ssh, timeouts=opts.timeouts))
         if failures:
             settler.give_back([], staged)
-            stuck = sorted(n for n, p in settler.phases.items() if p is DevicePhase.ROLLBACK_FAILED)
+            stuck = tuple(sorted(n for n in staged if settler.phases.get(n) not in _GIVEN_BACK))
             tail = f"; NOT rolled back on {', '.join(stuck)}" if stuck else ""
             what = "; ".join(failures[k] for k in sorted(failures))
             for vm in errors:
                 errors[vm] = (f"MigrationRolledBackError: {where} rolled back: {errors[vm] or what}{tail}")
             log.info("batch %s: %s rolled back: %s", self.batch_id, where, what)
-            return
+            return Attempt(errors, blamed, unattributed, retryable=set(failures) == {"transfer"}, stuck=stuck)
         settle_errors = settler.confirm(staged)
         if settle_errors:  # failed for good after others confirmed: give every device back
             settler.give_back([n for n in staged if n not in settle_errors], sorted(settle_errors))
-            stuck = sorted(n for n, p in settler.phases.items()
-                           if p in (DevicePhase.CONFIRMED, DevicePhase.ROLLBACK_FAILED))
+            stuck = tuple(sorted(n for n, p in settler.phases.items()
+                                 if p in (DevicePhase.CONFIRMED, DevicePhase.ROLLBACK_FAILED)))
             what = "; ".join(f"{n}: {settle_errors[n]}" for n in sorted(settle_errors))
             kind = "RollbackIncompleteError" if stuck else "MigrationRolledBackError"
             tail = f"; keep the change: {', '.join(stuck)}" if stuck else ""
             for vm in errors:
                 errors[vm] = f"{kind}: {where}: confirming commit failed ({what}){tail}"
+            return Attempt(errors, stuck=stuck)
+        return Attempt(errors)
 
     def _stage_all(self, changes: Mapping[str, DeviceChange], sessions: Mapping[str, DeviceSession],
                    group_id: str) -> tuple[list[str], dict[str, str]]:
@@ -203,9 +269,9 @@ class DistributedBatch:
 
     def _transfer(self, members: Sequence[PreparedMigration], handles: Mapping[str, DeviceHandle],
                   sessions: Mapping[str, DeviceSession], mids: Mapping[str, str], group_id: str,
-                  staged: Sequence[str]) -> dict[str, str]:
-        """Associate every VM, ``wave`` at a time; the VMs whose transfer failed, with the reason (the
-        first wave with a failure is the last)."""
+                  staged: Sequence[str]) -> dict[str, tuple[str, bool]]:
+        """Associate every VM, ``wave`` at a time; the VMs whose transfer failed, with the reason and
+        whether the failure is the VM's own (the first wave with a failure is the last)."""
         armed = time.monotonic()
         for start in range(0, len(members), max(1, self.wave)):
             failed = self._wave(members[start:start + self.wave], sessions, handles, mids, group_id)
@@ -217,8 +283,12 @@ class DistributedBatch:
         return {}
 
     def _wave(self, wave: Sequence[PreparedMigration], sessions: Mapping[str, DeviceSession],
-              handles: Mapping[str, DeviceHandle], mids: Mapping[str, str], group_id: str) -> dict[str, str]:
-        failed: dict[str, str] = {}
+              handles: Mapping[str, DeviceHandle], mids: Mapping[str, str], group_id: str,
+              ) -> dict[str, tuple[str, bool]]:
+        """One wave's associates and feedback. A failure is the VM's own (True) when a device's fail
+        report or the bridge's refusal of its associate names it; silence past the deadline and a
+        session failing under the associate name nobody."""
+        failed: dict[str, tuple[str, bool]] = {}
         expected: dict[str, dict[str, Report]] = {}   # reporting device -> migration id -> its report
         vm_of = {mids[p.plan.vm_id]: p.plan.vm_id for p in wave}
         for p in wave:
@@ -227,14 +297,14 @@ class DistributedBatch:
                                     feedback_deadline_s=self.deadline_s, group_id=group_id)
             try:
                 reply = sessions[bridge].rpc(op)
-                announced = [(e.text or "").strip()
-                             for e in children(reply, MIGRATION_NS, "reporting-device")]
-                count = int(text_of(reply, MIGRATION_NS, "expected-reports") or -1)
-                if count != len(announced) or not set(announced) <= set(sessions):
-                    raise DeviceError(sessions[bridge].device, f"vdp-associate: bridge announced {announced} "
-                                                               f"but expects {count} reports")
-            except NetmigError as exc:
-                failed[vm] = f"{vm}: {exc}"
+            except NetmigError as exc:  # refused (rpc-error): the VM's; a session failing: nobody's
+                failed[vm] = (f"{vm}: {exc}", isinstance(exc, RpcError))
+                continue
+            announced = [(e.text or "").strip() for e in children(reply, MIGRATION_NS, "reporting-device")]
+            count = (text_of(reply, MIGRATION_NS, "expected-reports") or "").strip()
+            if count != str(len(announced)) or not set(announced) <= set(sessions):
+                failed[vm] = (f"{vm}: {sessions[bridge].device}: vdp-associate: bridge announced "
+                              f"{announced} but expects {count or '?'} reports", True)
                 continue
             for name in announced:
                 expected.setdefault(name, {})[mids[vm]] = Report(name)
@@ -245,9 +315,10 @@ class DistributedBatch:
             for mid, report in reports.items():
                 vm = vm_of[mid]
                 if report.status is None:
-                    failed.setdefault(vm, f"{vm}: {name}: no migration-feedback within {self.deadline_s:g} s")
+                    silent = f"{vm}: {name}: no migration-feedback within {self.deadline_s:g} s"
+                    failed.setdefault(vm, (silent, False))
                 elif report.status != "success":
-                    failed.setdefault(vm, f"{vm}: {report.reason or name + ': reported fail'}")
+                    failed[vm] = (f"{vm}: {report.reason or name + ': reported fail'}", True)
         return failed
 
     def _rearm(self, sessions: Mapping[str, DeviceSession], staged: Sequence[str], group_id: str) -> None:
@@ -297,4 +368,5 @@ def report_group(number: int, members: Sequence[PreparedMigration], outcome: Gro
         vm = p.plan.vm_id
         error = outcome.errors.get(vm)
         report(VmResult(vm, Outcome.SUCCESS if error is None else Outcome.FAIL, error,
-                        outcome.devices.get(vm, ()), number, outcome.elapsed_ms))
+                        outcome.devices.get(vm, ()), number,
+                        outcome.suspension_ms.get(vm, outcome.elapsed_ms)))

@@ -71,3 +71,17 @@ def wait_settled(fabric: Any, timeout_s: float = 10.0) -> None:
     while any(d.runtime.pending is not None for d in fabric.devices.values()):
         assert time.monotonic() < deadline, "a confirmed commit stays pending"
         time.sleep(0.1)
+
+
+def claim(fabric: Any, source: str, destination: str, vm_id: str, kind: str, owner: str) -> None:
+    """Make ``destination`` hold, learned and owned by ``owner``, an entry at the key of ``vm_id``'s
+    first ``kind`` entry on ``source``: importing ``vm_id``'s DI there conflicts (di-conflict)."""
+    entry = next(e for e in fabric.device(source).learned.entries(kind) if e.vm_id == vm_id)
+    fields = {k.replace("-", "_"): v for k, v in entry.fields.items()}
+    fabric.device(destination).learned.add(kind, vm_id=owner, **fields)
+
+
+def assert_nothing_pending(fabric: Any) -> None:
+    """No device has a confirmed commit pending (a group cancelled, not left to expire)."""
+    pending = sorted(n for n, d in fabric.devices.items() if d.runtime.pending is not None)
+    assert pending == [], f"confirmed commits pending on {pending}"

@@ -134,7 +134,7 @@ def test_distributed_batch_rearms_pending_commits_between_waves(
 
     slow_wave = bd.DistributedBatch._wave
 
-    def wave(self: bd.DistributedBatch, *args: Any) -> dict[str, str]:
+    def wave(self: bd.DistributedBatch, *args: Any) -> dict[str, tuple[str, bool]]:
         failed = slow_wave(self, *args)
         time.sleep(1.2)
         return failed
@@ -152,3 +152,105 @@ def test_distributed_batch_rearms_pending_commits_between_waves(
         batchlab.wait_settled(fabric)
         for v in gen.vms:
             batchlab.assert_moved(fabric, gen, v.vm_id)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_distributed_batch_leaves_out_a_vm_whose_transfer_is_refused_and_moves_the_others(
+        mode: Mode, tmp_path: Path, schema_cache: Any, fabricgen: Any, monkeypatch: pytest.MonkeyPatch,
+        ) -> None:
+    """Four VMs in one group. After the batch checked the destinations, and before the group commits,
+    b-fw1 learns a firewall session for another VM at the key of one of vm-00001's: importing vm-00001's
+    DI there is refused (di-conflict), and the fail report names vm-00001. The group is cancelled
+    everywhere, then tried again without vm-00001 under a new group id: the three others move (static
+    policies and every learned entry at site B), vm-00001 is FAIL with its own reason and nothing of it
+    is at site B; the sources are untouched."""
+    import netmig.batch_distributed as bd
+
+    gen = fabricgen.generate(4, leaves=2)
+    with fabricgen.running(gen, tmp_path / "state", schemas=schema_cache) as (fabric, topo, environ):
+        sources = {n: batchlab.running(fabric, n) for n in fabric.devices if n.startswith("a-")}
+        commit_group = bd.DistributedBatch.commit_group
+
+        def learned_meanwhile(self: bd.DistributedBatch, *args: Any) -> bd.GroupOutcome:
+            batchlab.claim(fabric, "a-fw1", "b-fw1", "vm-00001", "firewall-session", "vm-intruder")
+            return commit_group(self, *args)
+
+        monkeypatch.setattr(bd.DistributedBatch, "commit_group", learned_meanwhile)
+        result = _run(mode, _items(gen), topo, environ)
+        moved = {"vm-00000", "vm-00002", "vm-00003"}
+        assert set(result.succeeded) == moved, [r.error for r in result.failed]
+        (failed,) = result.failed
+        assert failed.vm == "vm-00001" and failed.group == 0 and failed.error is not None
+        assert "transfer failed: vm-00001" in failed.error and "vm-intruder" in failed.error, failed.error
+        assert "rolled back" in failed.error and "-g0-r1" in failed.error, failed.error
+        assert {"b-fw1", "b-leaf01"} <= set(failed.devices)
+        batchlab.wait_settled(fabric)
+        for vm_id in sorted(moved):
+            batchlab.assert_moved(fabric, gen, vm_id)
+        batchlab.assert_absent(fabric, "vm-00001")
+        assert batchlab.learned(fabric, "b-fw1", "vm-intruder") == {"firewall-session": 1}
+        assert {n: batchlab.running(fabric, n) for n in sources} == sources  # make before break
+        # the moved VMs' imports are the retry's (their first imports went with the cancelled group)
+        ledger = fabric.device("b-spine1").migration.ledger
+        assert {ledger.get(m).vm_id for m in (f"{result_batch(result)}-g0-r1-{n}" for n in range(3))
+                if ledger.get(m) is not None} == moved
+
+
+def result_batch(result: BatchResult) -> str:
+    """The batch id, read from a failed VM's reason (``batch-<hex>-g<n>...``)."""
+    import re
+
+    errors = " ".join(r.error or "" for r in result.results)
+    match = re.search(r"(batch-[0-9a-f]+)-g\d", errors)
+    assert match is not None, errors
+    return match.group(1)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_distributed_batch_finds_a_silent_vm_by_halving_its_group(
+        mode: Mode, tmp_path: Path, schema_cache: Any, fabricgen: Any) -> None:
+    """A reporting device never answers vm-00002's associate (silence names no VM): the group of four
+    is cancelled at the deadline and tried again in halves, the failing half again in halves, until
+    vm-00002 fails alone; the three others move. vm-00002's reason names the silent device and every
+    group it was tried in; nothing stays pending, nothing of vm-00002 is at site B."""
+    gen = fabricgen.generate(4, leaves=2)
+    silent = "a-spine1" if mode is Mode.D_PUSH else "b-spine1"
+    options = _options(mode, commit=CommitPolicy(confirm_timeout_s=30),
+                       timeouts=Timeouts(connect_s=3, rpc_s=5, connect_attempts=2))
+    with fabricgen.running(gen, tmp_path / "state", schemas=schema_cache) as (fabric, topo, environ):
+        sources = {n: batchlab.running(fabric, n) for n in fabric.devices if n.startswith("a-")}
+        fabric.device(silent).migration.ignore_associate_of.add("vm-00002")
+        started = time.monotonic()
+        result = _run(mode, _items(gen), topo, environ, options=options, feedback_deadline_s=1.5)
+        assert time.monotonic() - started < 40
+        moved = {"vm-00000", "vm-00001", "vm-00003"}
+        assert set(result.succeeded) == moved, [r.error for r in result.failed]
+        (failed,) = result.failed
+        assert failed.error is not None and f"{silent}: no migration-feedback within 1.5 s" in failed.error
+        batch = result_batch(result)
+        # g0 (all four), r1 [0, 1] and r2 [2, 3], then r3 [2] and r4 [3]
+        assert f"(tried in {batch}-g0, {batch}-g0-r2, {batch}-g0-r3)" in failed.error, failed.error
+        by_vm = {r.vm: r for r in result.results}
+        assert by_vm["vm-00003"].suspension_ms > by_vm["vm-00000"].suspension_ms  # type: ignore[operator]
+        batchlab.wait_settled(fabric, timeout_s=2.0)
+        for vm_id in sorted(moved):
+            batchlab.assert_moved(fabric, gen, vm_id)
+        batchlab.assert_absent(fabric, "vm-00002")
+        assert {n: batchlab.running(fabric, n) for n in sources} == sources
+
+
+def test_distributed_batch_does_not_retry_a_staging_failure(
+        tmp_path: Path, schema_cache: Any, fabricgen: Any) -> None:
+    """b-spine1 refuses the group's staging commit once (a retry would pass): a device failing is not a
+    VM's problem, so the group is rolled back and reported as before, not tried again."""
+    gen = fabricgen.generate(4, leaves=2)
+    with fabricgen.running(gen, tmp_path / "state", schemas=schema_cache) as (fabric, topo, environ):
+        fabric.device("b-spine1").faults.set(kind="rpc-error", operation="confirmed-commit", nth=1)
+        result = _run(Mode.D_PUSH, _items(gen), topo, environ)
+        assert result.succeeded == ()
+        for r in result.failed:
+            assert r.error is not None and "b-spine1: stage" in r.error and "injected" in r.error, r.error
+            assert "-r1" not in r.error and "tried in" not in r.error, r.error
+        batchlab.assert_nothing_pending(fabric)
+        for v in gen.vms:
+            batchlab.assert_absent(fabric, v.vm_id)
