@@ -41,7 +41,6 @@ until its last try ended. Groups before and after are independent.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import secrets
 import time
@@ -51,6 +50,7 @@ from dataclasses import dataclass, field, replace
 
 from netmig.batch import VmResult
 from netmig.batch_isolation import Attempt, isolate
+from netmig.batch_merge import group_changes
 from netmig.batch_middle import with_merged_undo
 from netmig.change import DeviceChange
 from netmig.devicegate import holding
@@ -71,9 +71,7 @@ __all__ = ["DistributedBatch", "GroupOutcome", "report_group"]
 
 log = logging.getLogger(__name__)
 _NC_NS = "urn:ietf:params:xml:ns:netconf:base:1.0"
-
-
-_GIVEN_BACK = (DevicePhase.ROLLED_BACK, DevicePhase.COMPENSATED)
+_GIVEN_BACK = (DevicePhase.ROLLED_BACK, DevicePhase.COMPENSATED)  # a staged device given back in full
 
 
 def _nothing(running: Element) -> list[str]:
@@ -83,17 +81,6 @@ def _nothing(running: Element) -> list[str]:
 def _devices(p: PreparedMigration) -> tuple[str, ...]:
     """The devices a VM's move uses: its static changes' and the ones its DI goes to."""
     return tuple(sorted({c.endpoint.name for c in p.changes} | {d for _, d in di_routes(p.plan)}))
-
-
-def _group_changes(members: Sequence[PreparedMigration]) -> list[DeviceChange]:
-    """The merged static changes of ``members``, one per device, as :mod:`netmig.batch` computes a
-    group's (for a retry of part of a group)."""
-    merge: Callable[[Sequence[PreparedMigration]], list[DeviceChange]]
-    try:
-        merge = importlib.import_module("netmig.batch_merge").group_changes
-    except ModuleNotFoundError:  # where the merge still lives in netmig.batch
-        merge = importlib.import_module("netmig.batch")._group_changes
-    return merge(members)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +117,7 @@ class DistributedBatch:
         group_id = f"{self.batch_id}-g{number}"
 
         def attempt(gid: str, part: Sequence[PreparedMigration]) -> Attempt:
-            return self._attempt(number, gid, part, changes if gid == group_id else _group_changes(part))
+            return self._attempt(number, gid, part, changes if gid == group_id else group_changes(part))
 
         done = isolate(group_id, members, attempt, lambda p: p.plan.vm_id, budget=self.max_retries)
         if done.retries:
