@@ -1,11 +1,11 @@
 """Append-only, crash-safe record of every migration step, and recovery of interrupted migrations.
 
-A step is recorded *before* it is taken (write-ahead), one fsync'd SQLite transaction per record, so a
-coordinator killed at any instant leaves a journal that says which devices may hold a pending
-confirmed commit and under which persist-id. :func:`netmig.recovery_rules.recovery_decision` turns
-that record into the per-device action the next start takes. The storage sits behind the small
-:class:`Journal` protocol so a server database can replace SQLite when several coordinators share one
-journal.
+A step is recorded *before* it is taken (write-ahead), durably (fsync'd; records written at the same
+moment share one SQLite transaction), so a coordinator killed at any instant leaves a journal that says
+which devices may hold a pending confirmed commit and under which persist-id.
+:func:`netmig.recovery_rules.recovery_decision` turns that record into the per-device action the next
+start takes. The storage sits behind the small :class:`Journal` protocol so a server database can replace
+SQLite when several coordinators share one journal.
 
 This module is the journal's public face; the code lives in two modules with one job each:
 

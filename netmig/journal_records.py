@@ -26,6 +26,7 @@ __all__ = [
     "Step",
     "StepRecord",
     "UnknownMigrationError",
+    "group_vms",
 ]
 
 
@@ -52,6 +53,14 @@ class Step(StrEnum):
     ASSOCIATE = "associate"        # d-push/d-pull: the vdp-associate sent to the bridge
     TRANSFER = "di-transferred"    # d-push/d-pull: a device says it moved DI to its partner
     FEEDBACK = "feedback"          # d-push/d-pull: a device's migration-feedback (ok: its status)
+
+
+def group_vms(group: object) -> list[str]:
+    """The VM ids of a journal plan's ``group`` entry (a batch group); none when it is not one."""
+    members = group.get("vms") if isinstance(group, Mapping) else None
+    if not isinstance(members, list):
+        return []
+    return [str(m["vm"]) for m in members if isinstance(m, Mapping) and "vm" in m]
 
 
 class JournalError(NetmigError):
@@ -135,12 +144,7 @@ class MigrationRecord:
     def vms(self) -> tuple[str, ...]:
         """The VMs this migration moves: a batch group's members, else its one VM."""
         group = self.group
-        if group is None:
-            return (self.vm_id,)
-        members = group.get("vms")
-        if not isinstance(members, list):
-            return ()
-        return tuple(str(m["vm"]) for m in members if isinstance(m, Mapping) and "vm" in m)
+        return (self.vm_id,) if group is None else tuple(group_vms(group))
 
     @property
     def persist_ids(self) -> dict[str, str]:

@@ -1,11 +1,12 @@
 """The journal in one SQLite file: write-ahead, fsync'd, safe across threads and processes.
 
-A step is recorded *before* it is taken, one fsync'd SQLite transaction per record (WAL mode,
-``synchronous=FULL``), so a coordinator killed at any instant leaves a journal that says which devices
-may hold a pending confirmed commit. Opening retries briefly when another process is switching a new
-journal to WAL at the same time; every SQLite error becomes a :class:`JournalError`. Values are stored
-as JSON, refused when a key looks like it names a secret.
-"""
+A step is recorded *before* it is taken, durably (WAL mode, ``synchronous=FULL``: ``record`` returns once
+its SQLite transaction is committed and fsync'd), so a coordinator killed at any instant leaves a journal
+that says which devices may hold a pending confirmed commit. Records that threads journal at the same
+moment (the devices of one transaction) share one transaction and one fsync (group commit). Opening
+retries briefly when another process is switching a new journal to WAL at the same time; every SQLite
+error becomes a :class:`JournalError`. Values are stored as JSON, refused when a key looks like it names a
+secret."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from netmig.journal_records import (
     Step,
     StepRecord,
     UnknownMigrationError,
+    group_vms,
 )
 
 __all__ = ["SCHEMA_VERSION", "SqliteJournal", "default_journal_path"]
@@ -80,6 +83,17 @@ def _from_json(text: str | None) -> Mapping[str, object] | None:
     return value
 
 
+@dataclass(slots=True)
+class _Pending:
+    """A step record queued for the journal's next group commit, and how writing it went."""
+
+    migration_id: str
+    device: str
+    row: tuple[object, ...]
+    done: bool = False
+    error: Exception | None = None
+
+
 def _when(epoch_s: float | None) -> datetime | None:
     return None if epoch_s is None else datetime.fromtimestamp(epoch_s, UTC)
 
@@ -127,7 +141,8 @@ _MIGRATION_COLUMNS = (
 
 
 class SqliteJournal:
-    """The journal in one SQLite file: WAL mode, ``synchronous=FULL``, one transaction per record.
+    """The journal in one SQLite file: WAL mode, ``synchronous=FULL``, a transaction per record (or per
+    group of records written at the same moment).
 
     One connection guarded by a lock serves every thread; other processes may open the same file
     (SQLite's own locking and a unique index keep one unfinished migration per VM across them).
@@ -136,6 +151,8 @@ class SqliteJournal:
     def __init__(self, path: Path | str | None = None, *, busy_timeout_s: float = 10.0) -> None:
         self.path = Path(path) if path is not None else default_journal_path()
         self._lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Pending] = []  # step records waiting for the next group commit (record())
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._conn = sqlite3.connect(
@@ -260,6 +277,7 @@ class SqliteJournal:
             ).fetchone()
             if busy:
                 raise MigrationInProgressError(vm_id, busy[0])
+            self._checkgroup_vms(conn, vm_id, plan)
             conn.execute(
                 "INSERT INTO migration (migration_id, vm_id, mode, source_host, destination_host, devices, "
                 "plan, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -275,6 +293,20 @@ class SqliteJournal:
                 ),
             )
         log.info("journal: migration %s of VM %s begun (%s)", migration_id, vm_id, mode)
+
+    @staticmethod
+    def _checkgroup_vms(conn: sqlite3.Connection, vm_id: str, plan: Mapping[str, object]) -> None:
+        """A batch group (its plan's ``group`` lists its VMs) holds each of its VMs as a single migration
+        holds its one VM: refuse a migration or group of a VM an unfinished one holds."""
+        wanted = set(group_vms(plan.get("group"))) or {vm_id}
+        for mid, single, vms in conn.execute(
+            "SELECT migration_id, vm_id, json_extract(plan, '$.group.vms') FROM migration "
+            "WHERE finished_at IS NULL"
+        ):
+            held = set(group_vms({"vms": json.loads(vms)})) if vms else {single}
+            clash = sorted(wanted & held)
+            if clash:
+                raise MigrationInProgressError(clash[0], mid)
 
     @staticmethod
     def _open_devices(conn: sqlite3.Connection, migration_id: str) -> list[str]:
@@ -310,24 +342,64 @@ class SqliteJournal:
             kind = Step(step)
         except ValueError as exc:
             raise ValueError(f"unknown step {step!r}; one of {', '.join(Step)}") from exc
-        detail_json = _to_json(detail, "detail")
-        with self._write() as conn:
-            if device not in self._open_devices(conn, migration_id):
-                raise ValueError(f"migration {migration_id}: device {device!r} is not part of it")
-            conn.execute(
-                "INSERT INTO step (migration_id, device, step, persist_id, detail, ok, at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    migration_id,
-                    device,
-                    kind.value,
-                    persist_id,
-                    detail_json,
-                    None if ok is None else int(ok),
-                    time.time(),
-                ),
-            )
+        entry = _Pending(migration_id, device, (migration_id, device, kind.value, persist_id,
+                                                _to_json(detail, "detail"), None if ok is None else int(ok),
+                                                time.time()))
+        with self._queue_lock:
+            self._queue.append(entry)
+        with self._lock:
+            if not entry.done:  # nobody wrote it while we waited: write every queued record, ours too
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._write_batch(batch)
+        if entry.error is not None:
+            raise entry.error
         log.debug("journal: %s %s %s", migration_id, device, kind.value)
+
+    def _write_batch(self, batch: list[_Pending]) -> None:
+        """Write queued step records in one transaction (one fsync); each record that cannot be written
+        (unknown or finished migration, device not in it) gets its own error, the others are written.
+        Called with ``self._lock`` held.
+
+        Group commit: threads journaling steps of many devices at once (a batch group's transaction)
+        wait for the lock together, and the first to get it writes what all of them queued."""
+        conn = self._conn
+        try:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                devices: dict[str, list[str]] = {}
+                written: list[tuple[object, ...]] = []
+                for entry in batch:
+                    try:
+                        if entry.migration_id not in devices:
+                            devices[entry.migration_id] = self._open_devices(conn, entry.migration_id)
+                    except (UnknownMigrationError, MigrationFinishedError) as exc:
+                        entry.error = exc
+                        continue
+                    if entry.device not in devices[entry.migration_id]:
+                        entry.error = ValueError(f"migration {entry.migration_id}: device {entry.device!r} "
+                                                 "is not part of it")
+                        continue
+                    written.append(entry.row)
+                conn.executemany(
+                    "INSERT INTO step (migration_id, device, step, persist_id, detail, ok, at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    written,
+                )
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                failure = JournalError(f"journal {self.path}: {exc}")
+                for entry in batch:
+                    entry.error = entry.error or failure
+            except BaseException:
+                self._rollback()
+                for entry in batch:
+                    entry.error = entry.error or JournalError(f"journal {self.path}: write interrupted")
+                raise
+        finally:
+            for entry in batch:
+                entry.done = True
 
     def _seal(self, migration_id: str, outcome: str, summary_json: str | None, note: str | None) -> None:
         with self._write() as conn:
