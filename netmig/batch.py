@@ -20,6 +20,13 @@ group's ``group-id``, so the devices' own imports are follow-up commits of that 
 whose transfer fails fails its whole group, rolled back everywhere).
 
 Per-VM ``suspension_ms`` is the time of the VM's group transaction (the VMs of a group resume together).
+
+Journal (``journal=``; the CLI's ``--journal``, default under ``$NETMIG_HOME``): in the centralized and
+middle modes each group is journaled as one migration under the group's id (:mod:`netmig.batch_journal`),
+its steps written ahead as a single migration's are, so ``netmig recover`` settles a group whose
+coordinator died: committed everywhere or rolled back everywhere. A journaled centralized group keeps its
+VMs' undo (merged per device), so it is compensable like a middle one. d-push/d-pull batches refuse a
+journal for now.
 """
 
 from __future__ import annotations
@@ -340,7 +347,7 @@ def _commit_group(number: int, members: list[PreparedMigration], opts: Migration
     elif journal is not None:
         from netmig.batch_middle import with_merged_undo
 
-        changes = [with_merged_undo(c, members) for c in changes]
+        changes = [with_merged_undo(c, members, consume=True) for c in changes]  # a group runs once
     record = journal.group(number, members) if journal is not None else None
     txn = NetworkTransaction(changes, timeouts=opts.timeouts, commit=opts.commit, max_workers=parallelism,
                              session_factory=pool.factory, owns_sessions=False,

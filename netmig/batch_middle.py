@@ -140,10 +140,13 @@ class MiddleBatch:
                 self.store.close()
 
 
-def with_merged_undo(change: DeviceChange, members: Sequence[PreparedMigration]) -> DeviceChange:
+def with_merged_undo(change: DeviceChange, members: Sequence[PreparedMigration], *,
+                     consume: bool = False) -> DeviceChange:
     """``change`` (the group's merged edit for one device) with the merge of its members' undos for
     that device, checked by every member's own ``verify_undone``; unchanged when a member lacks one
-    (the device then cannot be compensated, and says so, rather than being half undone)."""
+    (the device then cannot be compensated, and says so, rather than being half undone). ``consume``:
+    the members' undo trees are moved into the merge instead of copied (the caller never uses them
+    again; a 1000-VM group saves ~0.15 s)."""
     name = change.endpoint.name
     mine = [c for p in members for c in p.changes if c.endpoint.name == name and len(c.edit)]
     if not mine or any(c.undo is None or c.verify_undone is None for c in mine):
@@ -152,7 +155,7 @@ def with_merged_undo(change: DeviceChange, members: Sequence[PreparedMigration])
     merger = Merger()
     for c in mine:
         assert c.undo is not None
-        merger.merge(undo, copy(c.undo))
+        merger.merge(undo, c.undo if consume else copy(c.undo))
     checks = [c.verify_undone for c in mine if c.verify_undone is not None]
 
     def verify_undone(running: Element) -> list[str]:

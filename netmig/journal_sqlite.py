@@ -281,16 +281,8 @@ class SqliteJournal:
             conn.execute(
                 "INSERT INTO migration (migration_id, vm_id, mode, source_host, destination_host, devices, "
                 "plan, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    migration_id,
-                    vm_id,
-                    mode,
-                    source_host,
-                    destination_host,
-                    json.dumps(names),
-                    plan_json,
-                    time.time(),
-                ),
+                (migration_id, vm_id, mode, source_host, destination_host, json.dumps(names), plan_json,
+                 time.time()),
             )
         log.info("journal: migration %s of VM %s begun (%s)", migration_id, vm_id, mode)
 
@@ -425,21 +417,8 @@ class SqliteJournal:
     @staticmethod
     def _load(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> list[MigrationRecord]:
         records = []
-        for (
-            mid,
-            vm,
-            mode,
-            src,
-            dst,
-            devices,
-            plan,
-            started,
-            finished,
-            outcome,
-            summary,
-            recovered,
-            note,
-        ) in rows:
+        for row in rows:
+            mid, vm, mode, src, dst, devices, plan, started, finished, outcome, summary, recovered, note = row
             cursor = conn.execute(
                 "SELECT seq, device, step, persist_id, detail, ok, at FROM step WHERE migration_id=? "
                 "ORDER BY seq",

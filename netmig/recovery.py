@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -30,7 +29,6 @@ from netmig.errors import (
     InputError,
     NetmigError,
     RollbackIncompleteError,
-    RpcError,
     TransactionError,
 )
 from netmig.feedback import DeviceOutcome
@@ -42,7 +40,6 @@ from netmig.netconf.session import DeviceSession
 from netmig.patience import patient_sessions
 from netmig.recovery_plan import (
     ChangeLostError,
-    Check,
     context_from_plan,
     endpoint_from_plan,
     holding_check,
@@ -52,6 +49,7 @@ from netmig.recovery_plan import (
     plan_mapping as _mapping,
 )
 from netmig.recovery_rules import RecoveryAction, RecoveryDecision, decisions, stage_of
+from netmig.recovery_settle import compensate_group, di_migrations, settle, withdraw_ops
 from netmig.settings import CommitPolicy, SshPolicy, Timeouts
 from netmig.store import drop_at
 from netmig.transaction import DeviceChange, NetworkTransaction, StepHook
@@ -85,60 +83,6 @@ class RecoveryReport:
     @property
     def ok(self) -> bool:
         return not self.errors and self.skipped is None
-
-
-def _gone(exc: RpcError, action: RecoveryAction) -> bool:
-    """Whether the device's answer means our pending commit no longer exists (already settled)."""
-    text = " ".join(f"{e.tag} {e.message or ''} {e.info.get('bad-element', '')}" for e in exc.errors).lower()
-    if "persist-id" in text or "no confirmed commit" in text or "not pending" in text:
-        return True
-    return action is RecoveryAction.CANCEL and exc.tag == "operation-failed"
-
-
-def _settle(session: DeviceSession, action: RecoveryAction, persist_id: str | None,
-            check: Check | None = None) -> str:
-    """Take one recovery action on an open session; returns what happened.
-
-    A confirm answered "no such pending commit" means it was confirmed already, or the device's timer
-    rolled it back: with a ``check`` running is read to tell which (ChangeLostError for the latter)."""
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if action is RecoveryAction.CONFIRM:
-                try:
-                    session.commit(persist_id=persist_id)
-                except RpcError as exc:
-                    if not _gone(exc, action):
-                        raise
-                    if check is None:
-                        return (f"no commit pending with this persist-id ({exc.tag}): confirmed earlier or "
-                                "expired; the journal holds nothing to check running against")
-                    problems = check(session)
-                    if problems:
-                        raise ChangeLostError(session.device, problems[0]) from exc
-                    return f"already confirmed ({exc.tag}; the device holds the change)"
-                return "confirmed"
-            if action is RecoveryAction.CANCEL:
-                session.cancel_commit(persist_id)
-                return "cancelled"
-            try:
-                session.lock("candidate")
-            except RpcError as exc:
-                if exc.tag == "lock-denied":  # our session ended, so its candidate was already discarded
-                    return "candidate held by another session; ours was discarded when it ended"
-                raise
-            try:
-                session.discard_changes()
-            finally:
-                session.unlock("candidate")
-            return "discarded"
-        except RpcError as exc:
-            if action is not RecoveryAction.DISCARD and _gone(exc, action):
-                return f"already settled ({exc.tag}: {exc.errors[0].message if exc.errors else ''})"
-            if exc.tag == "in-use" and time.monotonic() < deadline:  # another migration holds the candidate
-                time.sleep(0.2)
-                continue
-            raise
 
 
 def _lost_before_confirm(record: MigrationRecord, decision: RecoveryDecision,
@@ -227,7 +171,7 @@ def _recover_one(journal: Journal, record: MigrationRecord, environ: Mapping[str
                 check = holding_check(record.plan, dev.device, record.migration_id) if stage == "apply" \
                     else None
                 with DeviceSession(endpoint, ssh=policy, timeouts=timeouts) as session:
-                    result = _settle(session, dev.action, dev.persist_id, check)
+                    result = settle(session, dev.action, dev.persist_id, check)
                 journal.record(record.migration_id, dev.device, step, ok=True, detail=detail)
                 actions.append(f"{dev.device}: {dev.action.value}: {result}")
             except ChangeLostError as exc:  # its timer expired between our read and our confirm
@@ -263,7 +207,7 @@ def _drop_blobs(record: MigrationRecord) -> list[str]:
     if location is None:
         return []
     try:
-        dropped = sum(drop_at(location, mid) for mid, _vm in _di_migrations(record))
+        dropped = sum(drop_at(location, mid) for mid, _vm in di_migrations(record))
     except NetmigError as exc:
         log.warning("migration %s: its DI blobs stay in the transfer store: %s", record.migration_id, exc)
         return [f"warning: the transfer store keeps the migration's blobs: {exc}"]
@@ -285,7 +229,7 @@ def _compensate(journal: Journal, record: MigrationRecord, device: str, persist_
                             environ=environ, ssh=ssh, timeouts=timeouts)
     entry = _mapping(_mapping(plan.get("destinations"), "destinations").get(device), f"destinations/{device}")
     if "edit" in entry:  # a batch group: its merged edit and undo, as XML
-        return _compensate_group(journal, record, device, [p for p in (persist_id, *undo_ids) if p], entry,
+        return compensate_group(journal, record, device, [p for p in (persist_id, *undo_ids) if p], entry,
                                  detail, environ=environ, ssh=ssh, timeouts=timeouts)
     codec = get_codec(str(_mapping(_mapping(plan.get("devices"), "devices").get(device), device)["codec"]))
     ctx = context_from_plan(entry)
@@ -295,7 +239,7 @@ def _compensate(journal: Journal, record: MigrationRecord, device: str, persist_
     with DeviceSession(endpoint, ssh=ssh, timeouts=timeouts) as session:
         for pid in [p for p in (persist_id, *undo_ids) if p]:
             journal.record(record.migration_id, device, Step.CANCEL, persist_id=pid, detail=detail)
-            said.append(_settle(session, RecoveryAction.CANCEL, pid))
+            said.append(settle(session, RecoveryAction.CANCEL, pid))
         absent = _absent(codec, sent, ctx)
         if _static(sent) and not absent(session.get_config("running", codec.config_filter(ctx))):
             journal.record(record.migration_id, device, Step.COMPENSATE, detail=detail)
@@ -306,44 +250,11 @@ def _compensate(journal: Journal, record: MigrationRecord, device: str, persist_
                 else codec.encode_removal(sent, ctx, current=session.get_config("running")))
     journal.record(record.migration_id, device, Step.COMPENSATE, detail=detail)
     change = DeviceChange(endpoint, undo, absent, verify_filter=codec.config_filter(ctx),
-                          extra_ops=_withdraw_ops(record))  # the modes' DI: withdraw-di
+                          extra_ops=withdraw_ops(record))  # the modes' DI: withdraw-di
     NetworkTransaction([change], ssh=ssh, timeouts=timeouts,
                        session_factory=patient_sessions(ssh, timeouts or Timeouts())).run()
     journal.record(record.migration_id, device, Step.COMPENSATE_CONFIRM, ok=True, detail=detail)
     return "; ".join([*said, "undo applied and confirmed"])
-
-
-def _compensate_group(journal: Journal, record: MigrationRecord, device: str, persist_ids: list[str],
-                      entry: Mapping[str, object], detail: Mapping[str, object], *,
-                      environ: Mapping[str, str] | None, ssh: SshPolicy, timeouts: Timeouts | None) -> str:
-    """:func:`_compensate` for a batch group's device: cancel what is pending, then apply the group's
-    journaled undo (its VMs' removals merged) as a confirmed commit, checked with
-    :func:`netmig.batch_merge.still_present`; nothing when running holds none of the group already."""
-    from netmig.batch_merge import still_present
-
-    undo_text = entry.get("undo")
-    if not isinstance(undo_text, str):
-        raise InputError(f"{device}: the journal holds no undo for the group's change; undo it by hand")
-    undo = xmlkit.parse(undo_text)
-    flt_text = entry.get("filter")
-    flt = xmlkit.parse(flt_text) if isinstance(flt_text, str) else None
-    endpoint = endpoint_from_plan(record.plan, device, environ)
-    said = []
-    with DeviceSession(endpoint, ssh=ssh, timeouts=timeouts) as session:
-        for pid in persist_ids:
-            journal.record(record.migration_id, device, Step.CANCEL, persist_id=pid, detail=detail)
-            said.append(_settle(session, RecoveryAction.CANCEL, pid))
-        if not still_present(session.get_config("running", flt), undo):
-            journal.record(record.migration_id, device, Step.COMPENSATE, detail=detail)
-            journal.record(record.migration_id, device, Step.COMPENSATE_CONFIRM, ok=True, detail=detail)
-            return "; ".join([*said, "running holds none of the group's change: nothing to undo"])
-    journal.record(record.migration_id, device, Step.COMPENSATE, detail=detail)
-    change = DeviceChange(endpoint, undo, lambda running: still_present(running, undo), verify_filter=flt,
-                          extra_ops=_withdraw_ops(record))
-    NetworkTransaction([change], ssh=ssh, timeouts=timeouts,
-                       session_factory=patient_sessions(ssh, timeouts or Timeouts())).run()
-    journal.record(record.migration_id, device, Step.COMPENSATE_CONFIRM, ok=True, detail=detail)
-    return "; ".join([*said, "the group's undo applied and confirmed"])
 
 
 def _cancel_only(journal: Journal, record: MigrationRecord, device: str, persist_ids: list[str],
@@ -356,8 +267,8 @@ def _cancel_only(journal: Journal, record: MigrationRecord, device: str, persist
     with DeviceSession(endpoint, ssh=ssh, timeouts=timeouts) as session:
         for pid in persist_ids:
             journal.record(record.migration_id, device, Step.CANCEL, persist_id=pid, detail=detail)
-            said.append(_settle(session, RecoveryAction.CANCEL, pid))
-    withdraw = _withdraw_ops(record)
+            said.append(settle(session, RecoveryAction.CANCEL, pid))
+    withdraw = withdraw_ops(record)
     if "cancelled" not in said and withdraw:  # confirmed (or expired) DI: the device withdraws its imports
         journal.record(record.migration_id, device, Step.COMPENSATE, detail=detail)
         NetworkTransaction([DeviceChange(endpoint, xmlkit.element(xmlkit.NC_NS, "config"), lambda _r: [],
@@ -370,27 +281,6 @@ def _cancel_only(journal: Journal, record: MigrationRecord, device: str, persist
                          "what it took; undo it by hand")
     journal.record(record.migration_id, device, Step.CANCEL, ok=True, detail=detail)
     return "; ".join(said)
-
-
-def _withdraw_ops(record: MigrationRecord) -> tuple[xmlkit.Element, ...]:
-    """``withdraw-di`` for a migration of the middle/d-push/d-pull modes (devices imported its DI; the
-    device removes what those imports created, nothing when there is none), else nothing."""
-    if record.mode not in ("middle", "d-push", "d-pull"):
-        return ()
-    from netmig.modes.middle import withdraw_op
-
-    return tuple(withdraw_op(mid, vm) for mid, vm in _di_migrations(record))
-
-
-def _di_migrations(record: MigrationRecord) -> list[tuple[str, str]]:
-    """(migration id, VM) under which devices imported the migration's DI: a batch group's VMs each
-    carry their own (``di-migration-id`` in the plan's ``group``), a single migration its own."""
-    group = record.group
-    if group is None:
-        return [(record.migration_id, record.vm_id)]
-    members = group.get("vms")
-    return [(str(m["di-migration-id"]), str(m["vm"])) for m in (members if isinstance(members, list) else [])
-            if isinstance(m, Mapping) and "di-migration-id" in m and "vm" in m]
 
 
 def _touches(record: MigrationRecord) -> set[str]:
