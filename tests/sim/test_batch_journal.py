@@ -91,3 +91,27 @@ def test_a_distributed_batch_refuses_a_journal_it_cannot_write_yet(tmp_path: Pat
             pytest.raises(InputError, match="not journaled"):
         migrate_many([BatchItem("vm-web-01", "host-a1", "host-b3")], topology=EXAMPLE / "topology.yaml",
                      options=MigrationOptions(mode=Mode.D_PUSH), journal=journal)
+
+
+def test_cli_batch_is_journaled_by_default_and_not_with_no_journal(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``netmig migrate --batch`` journals its group where ``netmig migrate`` journals (``$NETMIG_HOME``
+    by default); ``--no-journal`` writes nothing there; ``netmig status`` lists the group's VMs."""
+    monkeypatch.setenv("NETMIG_HOME", str(tmp_path / "home"))
+    batch = tmp_path / "batch.csv"
+    batch.write_text("vm,from,to\nvm-web-01,host-a1,host-b3\n")
+    common = ["migrate", "--batch", str(batch), "--sim", str(EXAMPLE), "--sim-state", str(tmp_path / "sim"),
+              "--allow-drop", "nd-entry"]
+    out, err = io.StringIO(), io.StringIO()
+    assert main([*common, "--no-journal"], out=out, err=err) == 0, err.getvalue()
+    assert not (tmp_path / "home" / "journal.sqlite").exists()
+    out, err = io.StringIO(), io.StringIO()
+    assert main([*common, "--mode", "middle"], out=out, err=err) == 0, err.getvalue()
+    with SqliteJournal(tmp_path / "home" / "journal.sqlite") as journal:
+        (record,) = journal.history()
+    assert record.outcome == "success" and record.mode == "middle" and record.vms == ("vm-web-01",)
+    assert record.group is not None and record.group["vms"][0]["di-migration-id"]  # type: ignore[index]
+    out = io.StringIO()
+    assert main(["status", "--json"], out=out, err=io.StringIO()) == 0
+    last = json.loads(out.getvalue())["last"]
+    assert last["migration_id"] == record.migration_id and last["vms"] == ["vm-web-01"] and last["group"]
