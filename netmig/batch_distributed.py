@@ -31,7 +31,9 @@ group with its own group id, persist-ids and migration ids (``<group>-r1``, ...)
   again in halves, recursively, down to the VM that fails alone; bounded (at most floor(log2 n) + 1
   splits, at most ``max_retries`` tries again per group, default twice that);
 * a staging, verify or confirm failure is the devices', not a VM's: the group is FAIL as a whole, as
-  is a group whose sessions could not be opened; nothing is tried again;
+  is a group whose sessions could not be opened; nothing is tried again; so is a group in which a
+  device answered none of the two or more reports expected of it (a device failing, which halving
+  cannot isolate: with a 30 s deadline a 1,000-VM group would spend minutes finding nobody);
 * a rollback that did not complete on some device stops the group: nothing more is tried, and the
   VMs not moved are FAIL naming the devices to look at.
 
@@ -186,12 +188,15 @@ class DistributedBatch:
         staged, failures = self._stage_all(changes, sessions, group_id)
         blamed: dict[str, str] = {}
         unattributed = False
+        mute: list[str] = []
         step = "transfer"
         try:
             if not failures:
-                failed_vms = self._transfer(members, handles, sessions, mids, group_id, staged)
+                failed_vms, mute = self._transfer(members, handles, sessions, mids, group_id, staged)
+                dead = (f"; {', '.join(mute)} answered none of its associates (a device failing: not "
+                        "tried again)") if mute else ""
                 for vm, (reason, named) in failed_vms.items():
-                    errors[vm] = f"transfer failed: {reason}"
+                    errors[vm] = f"transfer failed: {reason}{dead}"
                     if named:
                         blamed[vm] = reason
                     else:
@@ -199,7 +204,8 @@ class DistributedBatch:
                 if failed_vms:
                     names = sorted(failed_vms)
                     failures["transfer"] = (f"{len(names)} VM(s) failed their transfer "
-                                            f"({', '.join(names[:5])}{', ...' if len(names) > 5 else ''})")
+                                            f"({', '.join(names[:5])}{', ...' if len(names) > 5 else ''})"
+                                            f"{dead}")
             step = "verify"
             if not failures:
                 for name in staged:
@@ -220,7 +226,8 @@ class DistributedBatch:
             for vm in errors:
                 errors[vm] = (f"MigrationRolledBackError: {where} rolled back: {errors[vm] or what}{tail}")
             log.info("batch %s: %s rolled back: %s", self.batch_id, where, what)
-            return Attempt(errors, blamed, unattributed, retryable=set(failures) == {"transfer"}, stuck=stuck)
+            return Attempt(errors, blamed, unattributed, retryable=set(failures) == {"transfer"} and not mute,
+                           stuck=stuck)
         settle_errors = settler.confirm(staged)
         if settle_errors:  # failed for good after others confirmed: give every device back
             settler.give_back([n for n in staged if n not in settle_errors], sorted(settle_errors))
@@ -256,25 +263,27 @@ class DistributedBatch:
 
     def _transfer(self, members: Sequence[PreparedMigration], handles: Mapping[str, DeviceHandle],
                   sessions: Mapping[str, DeviceSession], mids: Mapping[str, str], group_id: str,
-                  staged: Sequence[str]) -> dict[str, tuple[str, bool]]:
+                  staged: Sequence[str]) -> tuple[dict[str, tuple[str, bool]], list[str]]:
         """Associate every VM, ``wave`` at a time; the VMs whose transfer failed, with the reason and
-        whether the failure is the VM's own (the first wave with a failure is the last)."""
+        whether the failure is the VM's own (the first wave with a failure is the last), and the devices
+        that answered none of the several reports expected of them in that wave."""
         armed = time.monotonic()
         for start in range(0, len(members), max(1, self.wave)):
-            failed = self._wave(members[start:start + self.wave], sessions, handles, mids, group_id)
+            failed, mute = self._wave(members[start:start + self.wave], sessions, handles, mids, group_id)
             if failed:
-                return failed
+                return failed, mute
             if time.monotonic() - armed > self.options.commit.confirm_timeout_s / 3:
                 self._rearm(sessions, staged, group_id)
                 armed = time.monotonic()
-        return {}
+        return {}, []
 
     def _wave(self, wave: Sequence[PreparedMigration], sessions: Mapping[str, DeviceSession],
               handles: Mapping[str, DeviceHandle], mids: Mapping[str, str], group_id: str,
-              ) -> dict[str, tuple[str, bool]]:
+              ) -> tuple[dict[str, tuple[str, bool]], list[str]]:
         """One wave's associates and feedback. A failure is the VM's own (True) when a device's fail
         report or the bridge's refusal of its associate names it; silence past the deadline and a
-        session failing under the associate name nobody."""
+        session failing under the associate name nobody. Also the devices silent for every one of two
+        or more VMs (a device failing, not a VM: halving the group would not find anyone)."""
         failed: dict[str, tuple[str, bool]] = {}
         expected: dict[str, dict[str, Report]] = {}   # reporting device -> migration id -> its report
         vm_of = {mids[p.plan.vm_id]: p.plan.vm_id for p in wave}
@@ -306,7 +315,9 @@ class DistributedBatch:
                     failed.setdefault(vm, (silent, False))
                 elif report.status != "success":
                     failed[vm] = (f"{vm}: {report.reason or name + ': reported fail'}", True)
-        return failed
+        mute = [name for name, reports in sorted(expected.items())
+                if len(reports) > 1 and all(r.status is None for r in reports.values())]
+        return failed, mute
 
     def _rearm(self, sessions: Mapping[str, DeviceSession], staged: Sequence[str], group_id: str) -> None:
         """A follow-up confirmed commit (nothing new in the candidate) restarts each pending commit's

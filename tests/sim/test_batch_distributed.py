@@ -115,6 +115,9 @@ def test_distributed_batch_silent_device_fails_its_group_by_the_deadline(
         assert result.succeeded == ()
         assert all(r.error is not None and f"{silent}: no migration-feedback within 2 s" in r.error
                    for r in result.failed), [r.error for r in result.failed]
+        # silent for every VM: a device failing, which halving the group cannot isolate: one try only
+        assert all(f"{silent} answered none of its associates" in (r.error or "") and "tried in" not in
+                   (r.error or "") for r in result.failed), [r.error for r in result.failed]
         batchlab.wait_settled(fabric, timeout_s=2.0)  # cancelled, not left to expire
         for v in gen.vms:
             batchlab.assert_absent(fabric, v.vm_id)
