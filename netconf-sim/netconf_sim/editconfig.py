@@ -135,6 +135,9 @@ def clean_copy(el: Element) -> Element:
     for node in dup.iter():
         if isinstance(node.tag, str) and NC_OP_ATTR in node.attrib:
             del node.attrib[NC_OP_ATTR]
+    # a device stores data, not the request's spelling: the declaration of the prefix the operation
+    # attributes used (xmlns:nc on a list entry) must not end up in running
+    etree.cleanup_namespaces(dup)
     return _fix_prefixed_values(dup, el)
 
 
