@@ -24,7 +24,7 @@ from lxml import etree
 
 from netmig.errors import RpcError
 from netmig.settings import QuirkProfile
-from netmig.xmlkit import Element
+from netmig.xmlkit import NC_NS, Element, qualify
 
 __all__ = [
     "BUSY_TAGS",
@@ -149,6 +149,25 @@ class BusyRetry:
                 log.info("%s: a device is busy (%s); starting over in %.2f s", what, exc, nap)
                 time.sleep(nap)
                 pause = min(pause * 2, max_pause_s)
+
+
+_FILTER = qualify(NC_NS, "filter")
+
+
+def selections_may_repeat(operation: Element) -> bool:
+    """Whether a reply to ``operation`` can hold :func:`drop_duplicate_entries`' copies: its subtree filter
+    has two sibling selections with one name (or it is an XPath filter, which cannot be told apart).
+    No filter, or one selection per node: no copies, and the walk over the reply is skipped."""
+    for filt in operation:
+        if filt.tag != _FILTER:
+            continue
+        if filt.get("type") == "xpath":
+            return True
+        for el in filt.iter():
+            tags = [kid.tag for kid in el]
+            if len(tags) != len(set(tags)):
+                return True
+    return False
 
 
 def drop_duplicate_entries(data: Element) -> Element:

@@ -6,6 +6,7 @@ access, no huge trees, and a size cap, so a hostile device cannot read local fil
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 
 from lxml import etree
@@ -38,6 +39,23 @@ class XmlError(ValueError):
     """The XML is malformed, too large, too deep or carries a DOCTYPE."""
 
 
+class _ThreadParser(threading.local):
+    """One parser per thread, reused: an lxml parser must not be shared across threads, and a fresh one
+    per reply costs more than the parse of a small reply (its libxml2 context is set up again)."""
+
+    parser: etree.XMLParser | None = None
+
+
+_THREAD_PARSER = _ThreadParser()
+
+
+def _thread_parser() -> etree.XMLParser:
+    parser = _THREAD_PARSER.parser
+    if parser is None:
+        parser = _THREAD_PARSER.parser = _parser()
+    return parser
+
+
 def _parser() -> etree.XMLParser:
     return etree.XMLParser(
         resolve_entities=False,
@@ -57,10 +75,11 @@ def parse(data: bytes | str, *, max_bytes: int = MAX_REPLY_BYTES) -> Element:
     raw = raw.lstrip()
     screen(raw)
     try:
-        root = etree.fromstring(raw, _parser())
+        root = etree.fromstring(raw, _thread_parser())
     except etree.XMLSyntaxError as exc:
         raise XmlError(f"malformed XML: {exc}") from exc
-    _check_depth(root)
+    if not _PARSER_LIMITS_DEPTH:
+        _check_depth(root)
     return root
 
 
@@ -83,6 +102,20 @@ def _check_depth(root: Element) -> None:
         raise XmlError(f"XML nested deeper than {MAX_DEPTH} levels")
 
 
+def _parser_limits_depth() -> bool:
+    """Whether libxml2 itself refuses a document nested deeper than MAX_DEPTH (it does, without
+    XML_PARSE_HUGE, in the versions lxml 5 and 6 ship): then the tree need not be walked again."""
+    deeper = MAX_DEPTH + 1
+    try:
+        etree.fromstring(b"<n>" * deeper + b"</n>" * deeper, _parser())
+    except etree.XMLSyntaxError:
+        return True
+    return False
+
+
+_PARSER_LIMITS_DEPTH = _parser_limits_depth()
+
+
 def qualify(namespace: str, name: str) -> str:
     """Clark notation ``{namespace}name``."""
     return f"{{{namespace}}}{name}"
@@ -96,7 +129,7 @@ def local_name(el: Element) -> str:
 def element(namespace: str, name: str, text: str | None = None, attrib: Mapping[str, str] | None = None,
             nsmap: Mapping[str | None, str] | None = None) -> Element:
     """A new element in ``namespace``; the namespace becomes the default one."""
-    el = etree.Element(qualify(namespace, name), attrib=dict(attrib or {}),
+    el = etree.Element(f"{{{namespace}}}{name}", attrib=dict(attrib) if attrib else None,
                        nsmap=dict(nsmap) if nsmap is not None else {None: namespace})
     if text is not None:
         el.text = text
@@ -106,7 +139,7 @@ def element(namespace: str, name: str, text: str | None = None, attrib: Mapping[
 def sub(parent: Element, namespace: str, name: str, text: str | int | None = None,
         attrib: Mapping[str, str] | None = None) -> Element:
     """Append a child element in ``namespace``; ints become their decimal text."""
-    el = etree.SubElement(parent, qualify(namespace, name), attrib=dict(attrib or {}))
+    el = etree.SubElement(parent, f"{{{namespace}}}{name}", attrib=dict(attrib) if attrib else None)
     if text is not None:
         el.text = str(text)
     return el

@@ -162,10 +162,13 @@ def yang_library_filter() -> Element:
                           element(_YANG_LIBRARY_NS, "modules-state"))
 
 
+_RPC_ERROR = qualify(NC_NS, "rpc-error")
+
+
 def parse_rpc_errors(reply: Element) -> list[RpcErrorInfo]:
     """Every ``<rpc-error>`` of an ``<rpc-reply>``, with all RFC 6241 fields."""
     found: list[RpcErrorInfo] = []
-    for err in reply.iter(qualify(NC_NS, "rpc-error")):
+    for err in reply.iterfind(_RPC_ERROR):  # children of rpc-reply only (RFC 6241 section 4.3)
         fields: dict[str, str] = {}
         info: dict[str, str] = {}
         for node in err:

@@ -42,3 +42,12 @@ def test_parse_refuses_deep_documents_and_reads_normal_ones() -> None:
         xmlkit.parse("<a>" * depth + "</a>" * depth)
     root = xmlkit.parse(b"<data><a><b>1</b></a></data>")
     assert root.findtext("a/b") == "1"
+
+
+def test_parse_depth_boundary_whichever_layer_enforces_it() -> None:
+    # libxml2 refuses the extra level itself when it can (then the tree is not walked again)
+    at_limit = xmlkit.MAX_DEPTH
+    assert xmlkit.parse("<a>" * at_limit + "</a>" * at_limit).tag == "a"
+    past = xmlkit.MAX_DEPTH + 1
+    with pytest.raises(XmlError):
+        xmlkit.parse("<a>" * past + "</a>" * past)
