@@ -1,11 +1,12 @@
-"""DeviceSession: typed NETCONF operations on one device, over ncclient.
+"""DeviceSession: typed NETCONF operations on one device (SSH set up by ncclient and paramiko, messages
+handled by :mod:`netmig.netconf.channel`).
 
-This is the one place where ncclient, paramiko and socket exceptions become netmig errors (always
+This is the one place where ncclient, paramiko, socket and channel exceptions become netmig errors (always
 ``raise ... from exc``): authentication -> AuthError, unknown or changed host key -> HostKeyError, socket and
 SSH failures -> ConnectError, no answer in time -> DeviceTimeoutError, ``<rpc-error>`` -> RpcError with
 every RFC 6241 field, an unparseable or unexpected reply -> MalformedReplyError. Requests are built by the
-pure functions of :mod:`netmig.netconf.operations` (re-exported here); every reply is re-parsed with
-:func:`netmig.xmlkit.parse`.
+pure functions of :mod:`netmig.netconf.operations` (re-exported here); every reply is parsed once, by
+:func:`netmig.xmlkit.parse`, in the channel.
 Only connecting is retried, and only when TCP was refused, reset or timed out.
 """
 
@@ -19,13 +20,7 @@ from types import TracebackType
 from typing import TypeVar
 
 import paramiko  # type: ignore[import-untyped]
-from ncclient.operations.errors import TimeoutExpiredError
-from ncclient.transport.errors import (
-    AuthenticationError,
-    SessionCloseError,
-    SSHUnknownHostError,
-    TransportError,
-)
+from ncclient.transport.errors import AuthenticationError, SSHUnknownHostError
 from ncclient.xml_ import NCClientError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -55,10 +50,10 @@ from netmig.netconf.operations import (
     xpath_filter,
     yang_library_filter,
 )
-from netmig.netconf.transport import HostileReplyError, NcTransport
-from netmig.quirks import drop_duplicate_entries
+from netmig.netconf.transport import HostileReplyError, NcTransport, ReplyTimeout, SessionClosedError
+from netmig.quirks import drop_duplicate_entries, selections_may_repeat
 from netmig.settings import DeviceEndpoint, SshPolicy, Timeouts
-from netmig.xmlkit import NC_NS, Element, XmlError, child, local_name, parse, qualify
+from netmig.xmlkit import NC_NS, Element, local_name, qualify
 
 __all__ = [
     "NOTIFICATION_NS",
@@ -75,6 +70,16 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+_RPC_REPLY = qualify(NC_NS, "rpc-reply")
+_RPC_ERROR = qualify(NC_NS, "rpc-error")
+_OK = qualify(NC_NS, "ok")
+_DATA = qualify(NC_NS, "data")
+
+
+def _name(operation: Element | str) -> str:
+    return operation if isinstance(operation, str) else local_name(operation)
+
 
 # Failures of the TCP connect that a second try can cure. Never auth, host key or protocol errors.
 _TRANSIENT = (ConnectionRefusedError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
@@ -121,6 +126,10 @@ class DeviceSession:
             raise HostKeyError(self.device, self._host_key_problem(exc)) from exc
         except HostileReplyError as exc:
             raise MalformedReplyError(self.device, f"hello refused: {exc}") from exc
+        except ReplyTimeout as exc:
+            raise DeviceTimeoutError(self.device, f"hello: {exc}") from exc
+        except SessionClosedError as exc:
+            raise ConnectError(self.device, f"SSH/NETCONF setup failed: {exc}") from exc
         except TimeoutError as exc:
             raise DeviceTimeoutError(self.device, f"no connection within {self.timeouts.connect_s:g} s "
                                                   f"({self.timeouts.connect_attempts} attempts)") from exc
@@ -162,7 +171,8 @@ class DeviceSession:
         try:
             if transport.connected:
                 transport.request(build_simple("close-session"), min(self.timeouts.rpc_s, 5.0))
-        except (NCClientError, OSError, EOFError, paramiko.SSHException) as exc:
+        except (NCClientError, OSError, EOFError, paramiko.SSHException, ReplyTimeout, SessionClosedError,
+                HostileReplyError) as exc:
             log.debug("%s: close-session failed (%s); dropping the connection", self.device,
                       type(exc).__name__)
         finally:
@@ -201,7 +211,10 @@ class DeviceSession:
     # ------------------------------------------------------------------ the one RPC path
     def rpc(self, operation: Element, *, timeout_s: float | None = None) -> Element:
         """Send any RPC operation element; return the parsed ``<rpc-reply>``; raise RpcError on rpc-error."""
-        reply = self.pipeline([operation], timeout_s=timeout_s)[0]
+        transport = self._open_transport()
+        wait_s = self.timeouts.rpc_s if timeout_s is None else timeout_s
+        reply = self._checked(operation, self._transported(
+            operation, wait_s, lambda: transport.request(operation, wait_s)))
         if isinstance(reply, RpcError):
             raise reply
         return reply
@@ -211,71 +224,69 @@ class DeviceSession:
         """Send every operation before reading any reply (the server answers in order), then check each
         reply in turn: a parsed ``<rpc-reply>``, or the :class:`RpcError` the device answered (returned,
         not raised, so the caller sees every answer). A lost session or a bad reply raises."""
-        if self._transport is None:
-            raise ConnectError(self.device, "session is not open")
+        transport = self._open_transport()
         wait_s = self.timeouts.rpc_s if timeout_s is None else timeout_s
         started = time.perf_counter()
-        replies: list[Element | RpcError] = []
-        waits = self._transported("+".join(local_name(op) for op in operations), wait_s,
-                                  lambda: self._request_many(list(operations), wait_s))
-        for op, wait in zip(operations, waits, strict=True):
-            # checked as each arrives: a bad reply ends the session at once, nothing more is awaited
-            replies.append(self._checked(local_name(op), self._transported(local_name(op), wait_s, wait)))
-        log.debug("%s: %d request(s) %.2f ms", self.device, len(replies),
-                  (time.perf_counter() - started) * 1000)
+        ops = list(operations)
+        waits = self._transported("+".join(local_name(op) for op in ops), wait_s,
+                                  lambda: transport.send_many(ops, wait_s))
+        # checked as each arrives: a bad reply ends the session at once, nothing more is awaited
+        replies = [self._checked(op, self._transported(op, wait_s, wait)) for op, wait in zip(ops, waits,
+                                                                                               strict=True)]
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: %d request(s) %.2f ms", self.device, len(replies),
+                      (time.perf_counter() - started) * 1000)
         return replies
 
-    def _request_many(self, operations: list[Element], wait_s: float) -> list[Callable[[], str]]:
-        if self._transport is None:
+    def _open_transport(self) -> NcTransport:
+        transport = self._transport
+        if transport is None:
             raise ConnectError(self.device, "session is not open")
-        return self._transport.send_many(operations, wait_s)
+        return transport
 
-    def _transported(self, name: str, wait_s: float, action: Callable[[], T]) -> T:
-        """Run a transport call; its foreign exceptions become netmig errors naming ``name``."""
+    def _transported(self, operation: Element | str, wait_s: float, action: Callable[[], T]) -> T:
+        """Run a transport call; its foreign exceptions become netmig errors naming the operation."""
         try:
             return action()
-        except TimeoutExpiredError as exc:
-            raise DeviceTimeoutError(self.device, f"{name}: no reply within {wait_s:g} s") from exc
+        except ReplyTimeout as exc:
+            raise DeviceTimeoutError(self.device,
+                                     f"{_name(operation)}: no reply within {wait_s:g} s") from exc
         except HostileReplyError as exc:
-            raise MalformedReplyError(self.device, f"{name}: reply refused: {exc}") from exc
-        except (SessionCloseError, TransportError, EOFError, OSError, paramiko.SSHException) as exc:
-            raise ConnectError(self.device, f"{name}: session lost ({type(exc).__name__})") from exc
-        except NCClientError as exc:
-            raise ConnectError(self.device, f"{name}: {type(exc).__name__}") from exc
+            # The channel ended the session: a device that sends unparseable or unexpected messages is not
+            # trusted with the rest of it, so recovery (cancel-commit with the persist-id) uses a fresh one.
+            raise MalformedReplyError(self.device, f"{_name(operation)}: reply refused: {exc}") from exc
+        except SessionClosedError as exc:
+            raise ConnectError(self.device, f"{_name(operation)}: session lost ({exc})") from exc
 
-    def _checked(self, name: str, raw: str) -> Element | RpcError:
-        try:
-            reply = parse(raw)
-        except XmlError as exc:
-            # A device that sends unparseable replies is not trusted with the rest of this session: drop
-            # it, so recovery (cancel-commit with the persist-id) happens on a fresh one.
-            transport, self._transport = self._transport, None
-            if transport is not None:
-                transport.close()
-            raise MalformedReplyError(self.device, f"{name}: {exc}") from exc
-        if reply.tag != qualify(NC_NS, "rpc-reply"):
-            raise MalformedReplyError(self.device, f"{name}: expected rpc-reply, got {local_name(reply)}")
+    def _checked(self, operation: Element, reply: Element) -> Element | RpcError:
+        if reply.tag != _RPC_REPLY:
+            raise MalformedReplyError(self.device, f"{_name(operation)}: expected rpc-reply, got "
+                                                   f"{local_name(reply)}")
+        if reply.find(_RPC_ERROR) is None:
+            return reply
         errors = parse_rpc_errors(reply)
         if any(e.severity != "warning" for e in errors):
-            return RpcError(self.device, name, errors)
+            return RpcError(self.device, _name(operation), errors)
         for warning in errors:
-            log.warning("%s: %s warning: %s", self.device, name, warning)
+            log.warning("%s: %s warning: %s", self.device, _name(operation), warning)
         return reply
 
     def _ok(self, operation: Element, *, timeout_s: float | None = None) -> None:
         reply = self.rpc(operation, timeout_s=timeout_s)
-        if child(reply, NC_NS, "ok") is None:
+        if reply.find(_OK) is None:
             raise MalformedReplyError(self.device,
                                       f"{local_name(operation)}: reply has neither ok nor rpc-error")
 
     def _data(self, operation: Element) -> Element:
-        return self._data_of(local_name(operation), self.rpc(operation))
+        return self._data_of(operation, self.rpc(operation))
 
-    def _data_of(self, name: str, reply: Element) -> Element:
-        data = child(reply, NC_NS, "data")
+    def _data_of(self, operation: Element, reply: Element) -> Element:
+        data = reply.find(_DATA)
         if data is None:
-            raise MalformedReplyError(self.device, f"{name}: reply has no data element")
-        return drop_duplicate_entries(data)  # netconfd repeats entries matched by two filter selections
+            raise MalformedReplyError(self.device, f"{local_name(operation)}: reply has no data element")
+        if selections_may_repeat(operation):  # netconfd repeats entries matched by two filter selections
+            drop_duplicate_entries(data)
+        return data
 
     # ------------------------------------------------------------------ RFC 6241 operations
     def get(self, filter: Element | None = None) -> Element:
@@ -310,12 +321,13 @@ class DeviceSession:
         for both; the server reads running after the commit). Raises like :meth:`commit` when the commit
         fails; returns running's ``<data>``, or the read's own :class:`RpcError`."""
         commit_op = self._commit_op(confirmed, timeout_s, persist, None)
-        committed, read = self.pipeline([commit_op, build_get_config("running", read_filter)])
+        read_op = build_get_config("running", read_filter)
+        committed, read = self.pipeline([commit_op, read_op])
         if isinstance(committed, RpcError):
             raise committed
-        if child(committed, NC_NS, "ok") is None:
+        if committed.find(_OK) is None:
             raise MalformedReplyError(self.device, "commit: reply has neither ok nor rpc-error")
-        return read if isinstance(read, RpcError) else self._data_of("get-config", read)
+        return read if isinstance(read, RpcError) else self._data_of(read_op, read)
 
     def _commit_op(self, confirmed: bool, timeout_s: int | None, persist: str | None,
                    persist_id: str | None) -> Element:
@@ -367,12 +379,8 @@ class DeviceSession:
 
     def next_notification(self, timeout_s: float | None = None) -> Element | None:
         """The next ``<notification>`` element, or None when none arrives within ``timeout_s``."""
-        if self._transport is None:
+        transport = self._transport
+        if transport is None:
             raise ConnectError(self.device, "session is not open")
-        raw = self._transport.take_notification(timeout_s)
-        if raw is None:
-            return None
-        try:
-            return parse(raw)
-        except XmlError as exc:
-            raise MalformedReplyError(self.device, f"notification: {exc}") from exc
+        return self._transported("notification", timeout_s or 0,
+                                 lambda: transport.take_notification(timeout_s))

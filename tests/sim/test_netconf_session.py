@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -200,6 +201,27 @@ def test_pipelined_requests_answer_in_order_with_each_error_returned(fab: Fabric
         s.cancel_commit("tok-p")
         s.discard_changes()
         assert vlan_of(s.get_config("running", port_filter("ethernet-1/7")), "ethernet-1/7") is None
+
+
+def test_threads_sharing_one_session_each_read_their_own_answer(fab: Fabric) -> None:
+    """Replies are read by whichever caller waits and filed by message-id: four threads, four filters."""
+    ports = ["ethernet-1/1", "ethernet-1/2", "ethernet-1/3", "ethernet-1/4"]
+    wrong: list[str] = []
+    with session(fab) as s:
+        def reader(port: str) -> None:
+            for _ in range(40):
+                data = s.get_config("running", port_filter(port))
+                names = data.xpath("//a:port/a:name/text()", namespaces={"a": ACME})
+                if names != [port]:
+                    wrong.append(f"{port}: {names}")
+
+        threads = [threading.Thread(target=reader, args=(p,)) for p in ports]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not wrong and not any(t.is_alive() for t in threads)
+        assert s.is_open
 
 
 def test_commit_and_read_raises_when_the_commit_is_refused(fab: Fabric) -> None:
