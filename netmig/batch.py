@@ -17,7 +17,8 @@ exported from its sources as opaque blobs into the transfer store and imported b
 its group's confirmed commit); d-push and d-pull (:mod:`netmig.batch_distributed`: the group's static
 policies staged with one confirmed commit per destination, then one ``vdp-associate`` per VM carrying the
 group's ``group-id``, so the devices' own imports are follow-up commits of that one pending commit; a VM
-whose transfer fails fails its whole group, rolled back everywhere).
+whose transfer fails rolls its group back everywhere, then the others are tried again without it
+(:mod:`netmig.batch_isolation`)).
 
 Per-VM ``suspension_ms`` is the time of the VM's group transaction (the VMs of a group resume together).
 
