@@ -27,6 +27,17 @@ def frame(message: bytes, *, chunked: bool) -> bytes:
     return message + EOM
 
 
+def _one_chunk(data: bytes, max_bytes: int) -> bytes | None:
+    """``data`` is exactly one message in a single chunk: that message (stripped), else None."""
+    match = _CHUNK_HEADER.match(data)
+    if match is None or match.group(1) is None:
+        return None
+    size, start = int(match.group(1)), match.end()
+    if size > max_bytes or len(data) != start + size + 4 or not data.endswith(b"\n##\n"):
+        return None
+    return data[start:start + size].strip()
+
+
 class MessageFraming:
     """Incremental deframer: :meth:`feed` the bytes as they arrive, get back every completed message."""
 
@@ -40,6 +51,10 @@ class MessageFraming:
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add ``data``; return the messages it completed (stripped; empty ones dropped)."""
+        if self.chunked and not self._buf and not self._need and not self._parts:
+            whole = _one_chunk(data, self._max)
+            if whole is not None:  # the usual case: a reply in one chunk, in one read
+                return [whole] if whole else []
         self._buf += data
         found = self._chunks() if self.chunked else self._eom()
         return [m for m in (m.strip() for m in found) if m]
