@@ -3,7 +3,7 @@
 The simulator runs as ``netconf-sim serve`` in its own process (a generated fabric of N leaves, both
 flavours, ephemeral ports on 127.0.0.1); the clients run in separate worker processes so their CPU does
 not share the simulator's GIL. Two clients, neither paying ncclient's 100 ms poll: netmig's
-``DeviceSession`` (ncclient with a socketpair wake-up and TCP_NODELAY) and a bare asyncssh client
+``DeviceSession`` (SSH set up by ncclient, replies read by the caller, TCP_NODELAY) and a bare asyncssh client
 (base:1.0 framing, no XML parsing of replies); both verify host keys against the fabric's known_hosts.
 Each busy device has one session doing edit-config (candidate) + commit back to back for ``--seconds``;
 the table shows round-trip percentiles, throughput and the simulator's CPU time per RPC
