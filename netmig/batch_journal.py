@@ -1,4 +1,4 @@
-"""Journaling a batch (centralized and middle modes): one journaled migration per group commit.
+"""Journaling a batch: one journaled migration per group commit (d-push/d-pull: per try of a group).
 
 A group is journaled as a migration of its own, under the group's id (``<batch id>-g<number>``), so
 :func:`netmig.recovery.recover` settles a group whose coordinator died exactly as it settles one VM:
@@ -12,6 +12,12 @@ and compensate everywhere. The record reuses the single migration's format (:fun
   :func:`netmig.batch_merge.missing_from`), its ``filter`` and its merged ``undo`` (compensation);
 - middle mode: ``di-only`` (a device taking only DI: the VMs whose learned state it imports, asked with
   ``export-di``) and ``di-store`` (recovery drops the VMs' blobs once it settled the group).
+
+d-push and d-pull (:func:`distributed_plan`, :meth:`BatchJournal.attempt`): each try of a group (its
+first and each retry, ``<group>-r<k>``) is a record of its own, with the same entries plus every
+device the try talks to (role ``reporter`` and ``bridge`` besides ``destination``) and the persist-ids
+:func:`netmig.modes.settle.persist_id_for` derives from the try's id (the devices' imports are
+follow-up commits under them); each VM's ``di-migration-id`` is its ``<try>-<n>``.
 
 Cost: one plan written before the group's first change and the transaction's steps (a few records
 per destination device), per group, never per VM.
@@ -40,7 +46,7 @@ if TYPE_CHECKING:
     from netmig.batch_middle import MiddleBatch
     from netmig.topology.resolve import MigrationPlan
 
-__all__ = ["BatchJournal", "GroupRecord", "group_id", "group_plan"]
+__all__ = ["BatchJournal", "GroupRecord", "distributed_plan", "group_id", "group_plan"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +60,25 @@ def _hosts(values: Sequence[str]) -> str:
     """One host, or how many (a group's VMs may leave and land on many hosts)."""
     distinct = sorted(set(values))
     return distinct[0] if len(distinct) == 1 else f"{len(distinct)} hosts"
+
+
+def _header(options: MigrationOptions, ssh: SshPolicy) -> dict[str, object]:
+    """What every group's plan starts with: who coordinates, how to reach the devices, the timeout."""
+    return {"coordinator": coordinator_identity(),
+            "known-hosts": str(ssh.known_hosts) if ssh.known_hosts else None,
+            "verify-host-keys": ssh.verify_host_keys,
+            "confirm-timeout-s": options.commit.confirm_timeout_s,
+            "cleanup-source": False}
+
+
+def _destination(change: DeviceChange) -> dict[str, object]:
+    """A device's ``destinations`` entry: the group's merged edit, its verify filter and merged undo."""
+    entry: dict[str, object] = {"edit": to_bytes(change.edit).decode()}
+    if change.verify_filter is not None:
+        entry["filter"] = to_bytes(change.verify_filter).decode()
+    if change.undo is not None:
+        entry["undo"] = to_bytes(change.undo).decode()
+    return entry
 
 
 def group_plan(number: int, members: Sequence[PreparedMigration], changes: Sequence[DeviceChange],
@@ -74,12 +99,7 @@ def group_plan(number: int, members: Sequence[PreparedMigration], changes: Seque
                              "vms": [[p.plan.vm_id, di.migration_id(p.plan.vm_id)] for p in members
                                      if name in di.devices(p)]}
             continue
-        entry: dict[str, object] = {"edit": to_bytes(change.edit).decode()}
-        if change.verify_filter is not None:
-            entry["filter"] = to_bytes(change.verify_filter).decode()
-        if change.undo is not None:
-            entry["undo"] = to_bytes(change.undo).decode()
-        destinations[name] = entry
+        destinations[name] = _destination(change)
     vms = []
     for p in members:
         vm: dict[str, object] = {"vm": p.plan.vm_id, "from": p.plan.source.host.name,
@@ -89,22 +109,42 @@ def group_plan(number: int, members: Sequence[PreparedMigration], changes: Seque
         if di is not None:
             vm["di-migration-id"] = di.migration_id(p.plan.vm_id)
         vms.append(vm)
-    plan: dict[str, object] = {
-        "coordinator": coordinator_identity(),
-        "known-hosts": str(ssh.known_hosts) if ssh.known_hosts else None,
-        "verify-host-keys": ssh.verify_host_keys,
-        "confirm-timeout-s": options.commit.confirm_timeout_s,
-        "cleanup-source": False,
-        "group": {"batch-id": batch_id, "number": number, "vms": vms},
-        "devices": devices,
-        "persist-ids": dict(txn.persist_ids),
-        "destinations": destinations,
-    }
+    plan = _header(options, ssh)
+    plan.update({"group": {"batch-id": batch_id, "number": number, "vms": vms}, "devices": devices,
+                 "persist-ids": dict(txn.persist_ids), "destinations": destinations})
     if di is not None:
         from netmig.store import location_of
 
         plan["di-only"] = di_only
         plan["di-store"] = location_of(di.store)
+    return plan
+
+
+def distributed_plan(attempt: str, members: Sequence[PreparedMigration], changes: Mapping[str, DeviceChange],
+                     handles: Mapping[str, DeviceHandle], roles: Mapping[str, str], *, number: int,
+                     batch_id: str, mids: Mapping[str, str], receivers: Mapping[str, Sequence[str]],
+                     vm_devices: Mapping[str, Sequence[str]], options: MigrationOptions,
+                     ssh: SshPolicy) -> dict[str, object]:
+    """The journal plan of one try (``attempt``: the group id, or a retry's) of a d-push/d-pull group:
+    :func:`group_plan`'s format, with every device the try talks to (``roles``: destination, reporter,
+    bridge), the persist-ids the try and the devices derive from ``attempt``
+    (:func:`netmig.modes.settle.persist_id_for`), a DI-only destination under ``di-only`` with the VMs
+    it imports (``receivers``) and their migration ids (``mids``), and each VM's ``di-migration-id``
+    (recovery's ``withdraw-di``)."""
+    from netmig.modes.settle import persist_id_for
+
+    plan = _header(options, ssh)
+    vms = [{"vm": p.plan.vm_id, "from": p.plan.source.host.name, "to": p.plan.destination.host.name,
+            "devices": list(vm_devices.get(p.plan.vm_id, ())), "di-migration-id": mids[p.plan.vm_id]}
+           for p in members]
+    plan.update({
+        "group": {"batch-id": batch_id, "number": number, "attempt": attempt, "vms": vms},
+        "devices": {name: device_entry(handles[name], role) for name, role in sorted(roles.items())},
+        "persist-ids": {name: persist_id_for(attempt, name) for name in changes},
+        "destinations": {name: _destination(c) for name, c in changes.items() if len(c.edit)},
+        "di-only": {name: {"evidence": "export-di", "vms": [[vm, mids[vm]] for vm in receivers.get(name, ())]}
+                    for name, c in changes.items() if not len(c.edit)},
+    })
     return plan
 
 
@@ -147,18 +187,7 @@ class GroupRecord:
         except NetmigError as problem:
             log.warning("group %s: its journal record stays open: %s", self.recorder.migration_id, problem)
             return
-        from netmig.recovery import recover_now
-
-        b = self.batch
-        try:
-            report = recover_now(b.journal, self.recorder.migration_id, environ=b.environ, ssh=b.ssh,
-                                 timeouts=b.options.timeouts)
-        except NetmigError as problem:
-            log.warning("group %s: left for netmig recover: %s", self.recorder.migration_id, problem)
-            return
-        if report.errors:
-            log.warning("group %s: left for netmig recover: %s", self.recorder.migration_id,
-                        "; ".join(report.errors))
+        self.batch.settle_now(self.recorder)
 
 
 @dataclass(slots=True)
@@ -180,6 +209,48 @@ class BatchJournal:
                                      destination_host=_hosts([p.plan.destination.host.name for p in members]))
         self.groups.append(gid)
         return GroupRecord(self, recorder, recorder.stage("apply"))
+
+    def attempt(self, attempt: str, members: Sequence[PreparedMigration], devices: Sequence[str],
+                plan: Mapping[str, object]) -> MigrationRecorder:
+        """Journal one try of a d-push/d-pull group (:func:`distributed_plan`) under its own id, before
+        its first change (raises JournalError, MigrationInProgressError); its recorder."""
+        recorder = MigrationRecorder(self.journal, attempt, vm_id=attempt, mode=self.options.mode.value,
+                                     source_host=_hosts([p.plan.source.host.name for p in members]),
+                                     destination_host=_hosts([p.plan.destination.host.name for p in members]))
+        recorder.begin(list(devices), plan)
+        self.groups.append(attempt)
+        return recorder
+
+    def close(self, recorder: MigrationRecorder, error: str | None, *, stuck: bool, vms: int) -> None:
+        """Journal how a try ended: committed everywhere (``error`` None) or rolled back everywhere; a try
+        some device did not give back (``stuck``) is settled by recovery now if the devices answer (else
+        ``netmig recover`` does it later). A journal failure now is logged: the devices are settled."""
+        try:
+            if error is None:
+                recorder.applied = True
+                recorder.finish("success", {"vms": vms})
+                return
+            if not stuck:
+                recorder.finish("rolled-back", {"error": error})
+                return
+        except NetmigError as problem:
+            log.warning("group %s: its journal record stays open: %s", recorder.migration_id, problem)
+            return
+        self.settle_now(recorder)
+
+    def settle_now(self, recorder: MigrationRecorder) -> None:
+        """Recover a group this process left unsettled on some device, now (recovery's rules)."""
+        from netmig.recovery import recover_now
+
+        try:
+            report = recover_now(self.journal, recorder.migration_id, environ=self.environ, ssh=self.ssh,
+                                 timeouts=self.options.timeouts)
+        except NetmigError as problem:
+            log.warning("group %s: left for netmig recover: %s", recorder.migration_id, problem)
+            return
+        if report.errors:
+            log.warning("group %s: left for netmig recover: %s", recorder.migration_id,
+                        "; ".join(report.errors))
 
     def clear_way(self, plans: Sequence[MigrationPlan]) -> dict[str, str]:
         """Recover interrupted migrations touching the batch's devices (as a single migration does);
