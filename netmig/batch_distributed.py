@@ -39,6 +39,15 @@ group with its own group id, persist-ids and migration ids (``<group>-r1``, ...)
 
 Every VM tried more than once names the groups it was tried in. A VM's ``suspension_ms`` is the time
 until its last try ended. Groups before and after are independent.
+
+Journal (``journal``, a :class:`netmig.batch_journal.BatchJournal`): each try is one journaled
+migration under its own group id (:func:`netmig.batch_journal.distributed_plan`: the devices and their
+roles, the persist-ids derived from that id, each VM's migration id), begun before its first change;
+every device step is written ahead as the single-VM distributed mode writes it (stage, the re-arming
+commits, verify, each confirm, the give-back), and the record is closed (success, rolled-back) before
+the next try starts, so ``netmig recover`` settles a try whose coordinator died: confirmed everywhere
+or cancelled / compensated everywhere, the devices' imports withdrawn per VM. The destinations are
+confirmed ``parallelism`` at a time, in name order.
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from netmig.batch import VmResult
 from netmig.batch_isolation import Attempt, isolate
@@ -69,6 +79,10 @@ from netmig.quirks import BusyRetry
 from netmig.settings import SshPolicy
 from netmig.xmlkit import Element, children, element, local_name, text_of
 
+if TYPE_CHECKING:
+    from netmig.batch_journal import BatchJournal
+    from netmig.journal_hook import MigrationRecorder
+
 __all__ = ["DistributedBatch", "GroupOutcome", "report_group"]
 
 log = logging.getLogger(__name__)
@@ -83,6 +97,15 @@ def _nothing(running: Element) -> list[str]:
 def _devices(p: PreparedMigration) -> tuple[str, ...]:
     """The devices a VM's move uses: its static changes' and the ones its DI goes to."""
     return tuple(sorted({c.endpoint.name for c in p.changes} | {d for _, d in di_routes(p.plan)}))
+
+
+def _receivers(members: Sequence[PreparedMigration]) -> dict[str, list[str]]:
+    """Per device the VMs whose DI it imports."""
+    receivers: dict[str, list[str]] = {}
+    for p in members:
+        for name in sorted({d for _, d in di_routes(p.plan)}):
+            receivers.setdefault(name, []).append(p.plan.vm_id)
+    return receivers
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +133,8 @@ class DistributedBatch:
     deadline_s: float = 30.0       # per wave: how long the devices' feedback is waited for
     batch_id: str = field(default_factory=lambda: "batch-" + secrets.token_hex(4))
     max_retries: int | None = None  # per group (None: batch_isolation's default, 2 * (log2 n + 1))
+    journal: BatchJournal | None = None  # each try journaled as a migration of its own (module docstring)
+    parallelism: int = 16          # destinations staged, and confirmed, at once
 
     def commit_group(self, number: int, members: Sequence[PreparedMigration],
                      changes: Sequence[DeviceChange]) -> GroupOutcome:
@@ -143,29 +168,54 @@ class DistributedBatch:
         reporters = sorted({d.name for p in members
                             for d in (p.plan.source_devices if self.push else p.plan.destination_devices)})
         needed = sorted(set(staged_changes) | set(reporters))
+        recorder: MigrationRecorder | None = None
+        if self.journal is not None:
+            try:
+                recorder = self._begin(number, group_id, members, staged_changes, mids, handles, reporters)
+            except NetmigError as exc:  # the journal refused the try: nothing was sent
+                return Attempt({vm: f"{type(exc).__name__}: group {number} ({group_id}): not journaled: "
+                                    f"{exc}" for vm in mids})
         outcome: Attempt | None = None
+        staging: list[bool] = []
         try:
             with holding(handles[n].endpoint for n in staged_changes), \
                     open_sessions([handles[n] for n in needed], ssh=self.ssh,
                                   timeouts=self.options.timeouts) as sessions:
                 outcome = self._run(number, group_id, members, staged_changes, mids, handles, sessions,
-                                    reporters)
+                                    reporters, recorder, staging)
         except NetmigError as exc:
-            if outcome is None:  # sessions could not be opened or subscribed: nothing was staged
-                return Attempt({vm: f"{type(exc).__name__}: group {number} ({group_id}): {exc}"
-                                for vm in mids})
+            if outcome is None:
+                error = f"{type(exc).__name__}: group {number} ({group_id}): {exc}"
+                if not staging:  # sessions not opened or subscribed: nothing was sent
+                    self._close(recorder, error, stuck=False, vms=len(mids))
+                elif recorder is not None:  # failed while settling: the record stays for recovery
+                    log.warning("batch %s: %s: left for netmig recover: %s", self.batch_id, group_id, exc)
+                return Attempt({vm: error for vm in mids})
             log.warning("batch %s: %s: closing sessions: %s", self.batch_id, group_id, exc)
         assert outcome is not None
         return outcome
+
+    def _begin(self, number: int, group_id: str, members: Sequence[PreparedMigration],
+               changes: Mapping[str, DeviceChange], mids: Mapping[str, str],
+               handles: Mapping[str, DeviceHandle], reporters: Sequence[str]) -> MigrationRecorder:
+        """Journal the try before its first change (:func:`netmig.batch_journal.distributed_plan`)."""
+        from netmig.batch_journal import distributed_plan
+
+        assert self.journal is not None
+        bridges = {(p.plan.source if self.push else p.plan.destination).bridge.name for p in members}
+        roles = (dict.fromkeys(reporters, "reporter") | dict.fromkeys(bridges, "bridge")
+                 | dict.fromkeys(changes, "destination"))
+        plan = distributed_plan(group_id, members, changes, handles, roles, number=number,
+                                batch_id=self.batch_id, mids=mids, receivers=_receivers(members),
+                                vm_devices={p.plan.vm_id: _devices(p) for p in members},
+                                options=self.options, ssh=self.ssh)
+        return self.journal.attempt(group_id, members, sorted(roles), plan)
 
     def _changes(self, members: Sequence[PreparedMigration], changes: Sequence[DeviceChange],
                  mids: Mapping[str, str], handles: Mapping[str, DeviceHandle]) -> dict[str, DeviceChange]:
         """Per destination: the merged static change with the merged undo and one withdraw-di per VM
         receiving DI there (an empty edit on a DI-only device)."""
-        receivers: dict[str, list[str]] = {}
-        for p in members:
-            for name in sorted({d for _, d in di_routes(p.plan)}):
-                receivers.setdefault(name, []).append(p.plan.vm_id)
+        receivers = _receivers(members)
         by_name = {c.endpoint.name: with_merged_undo(c, members) for c in changes}
         for name, vms in receivers.items():
             base = by_name.get(name) or DeviceChange(handles[name].endpoint, element(_NC_NS, "config"),
@@ -179,20 +229,29 @@ class DistributedBatch:
     def _run(self, number: int, group_id: str, members: Sequence[PreparedMigration],
              changes: Mapping[str, DeviceChange], mids: Mapping[str, str],
              handles: Mapping[str, DeviceHandle], sessions: Mapping[str, DeviceSession],
-             reporters: Sequence[str]) -> Attempt:
+             reporters: Sequence[str], recorder: MigrationRecorder | None = None,
+             staging: list[bool] | None = None) -> Attempt:
+        """Stage, associate, verify, confirm (or give back) one try; with a ``recorder`` every device
+        step is journaled before it is taken, as the single-VM distributed mode journals it, and the
+        record is closed before this returns (``staging`` gets an entry once staging begins)."""
+        from netmig.journal import Step as JStep
+
         opts = self.options
         where = f"group {number} ({group_id}: {len(members)} VMs)"
         errors: dict[str, str | None] = dict.fromkeys(mids)
         for name in reporters:
             sessions[name].create_subscription()
-        staged, failures = self._stage_all(changes, sessions, group_id)
+        if staging is not None:
+            staging.append(True)
+        staged, failures = self._stage_all(changes, sessions, group_id, recorder)
         blamed: dict[str, str] = {}
         unattributed = False
         mute: list[str] = []
         step = "transfer"
         try:
             if not failures:
-                failed_vms, mute = self._transfer(members, handles, sessions, mids, group_id, staged)
+                failed_vms, mute = self._transfer(members, handles, sessions, mids, group_id, staged,
+                                                  recorder)
                 dead = (f"; {', '.join(mute)} answered none of its associates (a device failing: not "
                         "tried again)") if mute else ""
                 for vm, (reason, named) in failed_vms.items():
@@ -210,13 +269,18 @@ class DistributedBatch:
             if not failures:
                 for name in staged:
                     change = changes[name]
+                    if recorder is not None:
+                        recorder.step(name, JStep.VERIFY, persist_id=None, stage="apply")
                     mismatches = change.verify(sessions[name].get_config("running", change.verify_filter))
                     if mismatches:
                         failures[name] = f"{name}: verify: running lacks the change: {mismatches[0]}"
+                    if recorder is not None:
+                        recorder.result(name, JStep.VERIFY, ok=not mismatches, stage="apply",
+                                        error=failures.get(name))
         except NetmigError as exc:  # a session failed after staging: everything staged is given back
             failures[step] = f"{type(exc).__name__}: {step}: {exc}"
             unattributed = unattributed or step == "transfer"
-        settler = Settler(sessions, changes, group_id, opts, recorder=None, on_step=None,
+        settler = Settler(sessions, changes, group_id, opts, recorder=recorder, on_step=None,
                           factory=lambda ep: DeviceSession(ep, ssh=self.ssh, timeouts=opts.timeouts))
         if failures:
             settler.give_back([], staged)
@@ -226,11 +290,12 @@ class DistributedBatch:
             for vm in errors:
                 errors[vm] = (f"MigrationRolledBackError: {where} rolled back: {errors[vm] or what}{tail}")
             log.info("batch %s: %s rolled back: %s", self.batch_id, where, what)
+            self._close(recorder, f"{where} rolled back: {what}{tail}", stuck=bool(stuck), vms=len(mids))
             return Attempt(errors, blamed, unattributed, retryable=set(failures) == {"transfer"} and not mute,
                            stuck=stuck)
-        settle_errors = settler.confirm(staged)
+        confirmed, settle_errors = self._confirm(settler, staged)
         if settle_errors:  # failed for good after others confirmed: give every device back
-            settler.give_back([n for n in staged if n not in settle_errors], sorted(settle_errors))
+            settler.give_back(confirmed, [n for n in staged if n not in confirmed])
             stuck = tuple(sorted(n for n, p in settler.phases.items()
                                  if p in (DevicePhase.CONFIRMED, DevicePhase.ROLLBACK_FAILED)))
             what = "; ".join(f"{n}: {settle_errors[n]}" for n in sorted(settle_errors))
@@ -238,13 +303,36 @@ class DistributedBatch:
             tail = f"; keep the change: {', '.join(stuck)}" if stuck else ""
             for vm in errors:
                 errors[vm] = f"{kind}: {where}: confirming commit failed ({what}){tail}"
+            self._close(recorder, f"{where}: confirming commit failed ({what}){tail}", stuck=bool(stuck),
+                        vms=len(mids))
             return Attempt(errors, stuck=stuck)
+        self._close(recorder, None, stuck=False, vms=len(mids))
         return Attempt(errors)
 
+    def _confirm(self, settler: Settler, staged: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+        """Confirm the staged devices, ``parallelism`` at a time (in name order); stops at the first
+        batch of devices with a confirm failing for good. The confirmed devices, and the failures."""
+        confirmed: list[str] = []
+        size = max(1, self.parallelism)
+        for start in range(0, len(staged), size):
+            chunk = staged[start:start + size]
+            failed = settler.confirm(chunk)
+            confirmed.extend(n for n in chunk if n not in failed)
+            if failed:
+                return confirmed, failed
+        return confirmed, {}
+
+    def _close(self, recorder: MigrationRecorder | None, error: str | None, *, stuck: bool, vms: int) -> None:
+        if recorder is not None and self.journal is not None:
+            self.journal.close(recorder, error, stuck=stuck, vms=vms)
+
     def _stage_all(self, changes: Mapping[str, DeviceChange], sessions: Mapping[str, DeviceSession],
-                   group_id: str) -> tuple[list[str], dict[str, str]]:
+                   group_id: str, recorder: MigrationRecorder | None = None,
+                   ) -> tuple[list[str], dict[str, str]]:
         """Stage every destination in parallel; on any failure the staged ones are cancelled at once.
         The staged devices (still pending) and the failures."""
+        from netmig.journal import Step as JStep
+
         opts = self.options
         staged: list[str] = []
         failures: dict[str, str] = {}
@@ -252,18 +340,22 @@ class DistributedBatch:
 
         def stage(name: str) -> None:
             try:
-                _stage(sessions[name], changes[name], persist_id_for(group_id, name), opts, None, lock_wait)
+                _stage(sessions[name], changes[name], persist_id_for(group_id, name), opts, recorder,
+                       lock_wait)
                 staged.append(name)
             except NetmigError as exc:
                 failures[name] = f"{name}: stage: {exc}"
+                if recorder is not None:
+                    recorder.note(name, JStep.COMMIT_CONFIRMED, ok=False, detail={"error": str(exc)})
 
-        with ThreadPoolExecutor(max_workers=max(1, min(16, len(changes)))) as workers:
+        with ThreadPoolExecutor(max_workers=max(1, min(self.parallelism, len(changes)))) as workers:
             list(workers.map(stage, sorted(changes)))
         return sorted(staged), failures
 
     def _transfer(self, members: Sequence[PreparedMigration], handles: Mapping[str, DeviceHandle],
                   sessions: Mapping[str, DeviceSession], mids: Mapping[str, str], group_id: str,
-                  staged: Sequence[str]) -> tuple[dict[str, tuple[str, bool]], list[str]]:
+                  staged: Sequence[str], recorder: MigrationRecorder | None = None,
+                  ) -> tuple[dict[str, tuple[str, bool]], list[str]]:
         """Associate every VM, ``wave`` at a time; the VMs whose transfer failed, with the reason and
         whether the failure is the VM's own (the first wave with a failure is the last), and the devices
         that answered none of the several reports expected of them in that wave."""
@@ -273,7 +365,7 @@ class DistributedBatch:
             if failed:
                 return failed, mute
             if time.monotonic() - armed > self.options.commit.confirm_timeout_s / 3:
-                self._rearm(sessions, staged, group_id)
+                self._rearm(sessions, staged, group_id, recorder)
                 armed = time.monotonic()
         return {}, []
 
@@ -319,20 +411,26 @@ class DistributedBatch:
                 if len(reports) > 1 and all(r.status is None for r in reports.values())]
         return failed, mute
 
-    def _rearm(self, sessions: Mapping[str, DeviceSession], staged: Sequence[str], group_id: str) -> None:
+    def _rearm(self, sessions: Mapping[str, DeviceSession], staged: Sequence[str], group_id: str,
+               recorder: MigrationRecorder | None = None) -> None:
         """A follow-up confirmed commit (nothing new in the candidate) restarts each pending commit's
-        confirm timeout; a device refusing it is left to the verify and confirm, which will say so."""
+        confirm timeout; a device refusing it is left to the verify and confirm, which will say so.
+        Journaled before it is sent, as a commit-confirmed under the try's persist-id."""
+        from netmig.journal import Step as JStep
+
         timeout_s = self.options.commit.confirm_timeout_s
 
         def one(name: str) -> None:
             persist = persist_id_for(group_id, name)
             try:
+                if recorder is not None:
+                    recorder.step(name, JStep.COMMIT_CONFIRMED, persist_id=persist, stage="apply")
                 sessions[name].commit(confirmed=True, timeout_s=timeout_s, persist=persist,
                                       persist_id=persist)
             except NetmigError as exc:
                 log.warning("batch %s: re-arming the pending commit on %s: %s", self.batch_id, name, exc)
 
-        with ThreadPoolExecutor(max_workers=max(1, min(16, len(staged)))) as workers:
+        with ThreadPoolExecutor(max_workers=max(1, min(self.parallelism, len(staged)))) as workers:
             list(workers.map(one, staged))
 
 
