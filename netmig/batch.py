@@ -22,12 +22,12 @@ whose transfer fails rolls its group back everywhere, then the others are tried 
 
 Per-VM ``suspension_ms`` is the time of the VM's group transaction (the VMs of a group resume together).
 
-Journal (``journal=``; the CLI's ``--journal``, default under ``$NETMIG_HOME``): in the centralized and
-middle modes each group is journaled as one migration under the group's id (:mod:`netmig.batch_journal`),
-its steps written ahead as a single migration's are, so ``netmig recover`` settles a group whose
-coordinator died: committed everywhere or rolled back everywhere. A journaled centralized group keeps its
-VMs' undo (merged per device), so it is compensable like a middle one. d-push/d-pull batches refuse a
-journal for now.
+Journal (``journal=``; the CLI's ``--journal``, default under ``$NETMIG_HOME``): each group is journaled
+as one migration under the group's id (:mod:`netmig.batch_journal`), its steps written ahead as a single
+migration's are, so ``netmig recover`` settles a group whose coordinator died: committed everywhere or
+rolled back everywhere. A journaled centralized group keeps its VMs' undo (merged per device), so it is
+compensable like a middle one. In d-push/d-pull each try of a group (the first and every retry,
+``<group>-r<k>``) is a record of its own, closed before the next try starts.
 """
 
 from __future__ import annotations
@@ -181,10 +181,11 @@ def migrate_many(items: Iterable[BatchItem], *, topology: Topology | str | Path,
     blobs are dropped from it when the batch ends. ``feedback_deadline_s``: d-push/d-pull, how long the
     devices' feedback on each wave of associates is waited for.
 
-    With a ``journal`` (centralized and middle modes) each group is journaled as one migration under
-    the group's id (:mod:`netmig.batch_journal`), so ``netmig recover`` settles a group whose coordinator
-    died; interrupted migrations touching the batch's devices are recovered first, and a VM an
-    unfinished journaled migration still holds is left out (FAIL).
+    With a ``journal`` each group is journaled as one migration under the group's id
+    (:mod:`netmig.batch_journal`; d-push/d-pull: each try of a group, its retries too, under its own id),
+    so ``netmig recover`` settles a group whose coordinator died; interrupted migrations touching the
+    batch's devices are recovered first, and a VM an unfinished journaled migration still holds is left
+    out (FAIL).
     """
     opts = options if options is not None else MigrationOptions()
     if opts.dry_run or opts.cleanup_source:
@@ -203,13 +204,12 @@ def migrate_many(items: Iterable[BatchItem], *, topology: Topology | str | Path,
 
         di = MiddleBatch(store if store is not None else default_store(), opts, environ,
                          own_store=store is None, batch_id=batch_id)
-    elif kinds is not None:
+    groups = BatchJournal(journal, batch_id, opts, ssh, environ) if journal is not None else None
+    if kinds is not None and not middle:
         from netmig.batch_distributed import DistributedBatch
 
-        dist = DistributedBatch(opts, opts.mode is Mode.D_PUSH, ssh, environ, deadline_s=feedback_deadline_s)
-    if journal is not None and dist is not None:
-        raise InputError(f"a {opts.mode.value} batch is not journaled yet: run it with --no-journal")
-    groups = BatchJournal(journal, batch_id, opts, ssh, environ) if journal is not None else None
+        dist = DistributedBatch(opts, opts.mode is Mode.D_PUSH, ssh, environ, deadline_s=feedback_deadline_s,
+                                batch_id=batch_id, journal=groups, parallelism=device_parallelism)
     todo = list(items)
     results: dict[str, VmResult] = {}
     lock = threading.Lock()

@@ -161,17 +161,15 @@ def _prestage(args: argparse.Namespace, out: TextIO) -> int:
 
 def _batch(args: argparse.Namespace, out: TextIO) -> int:
     """``migrate --batch``: journaled as a single migration is (``--journal``, default under
-    ``$NETMIG_HOME``; ``--no-journal`` to skip), one journal record per group, except d-push/d-pull."""
+    ``$NETMIG_HOME``; ``--no-journal`` to skip), one journal record per group (d-push/d-pull: per try)."""
     from netmig.batch import load_batch, migrate_many
     from netmig.cli_journal import journal_path
     from netmig.journal import SqliteJournal
-    from netmig.options import Mode
 
     items = load_batch(args.batch)
     options = _options(args)
     with _topology(args) as (topo, environ), ExitStack() as stack:
-        journaled = not args.no_journal and options.mode in (Mode.CENTRALIZED, Mode.MIDDLE)
-        journal = stack.enter_context(SqliteJournal(journal_path(args))) if journaled else None
+        journal = None if args.no_journal else stack.enter_context(SqliteJournal(journal_path(args)))
         result = migrate_many(items, topology=topo, options=options, environ=environ,
                               workers=args.workers, group_size=args.group_size, journal=journal)
     if args.json:

@@ -86,11 +86,50 @@ def test_a_vm_an_unfinished_migration_holds_is_left_out_and_the_others_move(
         assert skipped.skipped is not None and skipped.vms == ("vm-00001",)
 
 
-def test_a_distributed_batch_refuses_a_journal_it_cannot_write_yet(tmp_path: Path) -> None:
-    with SqliteJournal(tmp_path / "journal.sqlite") as journal, \
-            pytest.raises(InputError, match="not journaled"):
-        migrate_many([BatchItem("vm-web-01", "host-a1", "host-b3")], topology=EXAMPLE / "topology.yaml",
-                     options=MigrationOptions(mode=Mode.D_PUSH), journal=journal)
+@pytest.mark.parametrize("mode", [Mode.D_PUSH, Mode.D_PULL])
+def test_a_distributed_batch_journals_each_try_of_a_group(mode: Mode, tmp_path: Path, schema_cache: Any,
+                                                           fabricgen: Any) -> None:
+    """b-leaf01 refuses every import: the group's first try is rolled back everywhere and journaled so,
+    closed before its retry (the leaf-00 VMs, under ``<group>-r1``) is journaled and committed; each
+    record holds the devices' roles, the persist-ids derived from its own id and each VM's migration id."""
+    from netmig.model import PolicyKind
+    from netmig.modes.settle import persist_id_for
+
+    gen = fabricgen.generate(4, leaves=2)
+    options = MigrationOptions(mode=mode, allow_drop=frozenset({PolicyKind.ND_ENTRY}))
+    with fabricgen.running(gen, tmp_path / "state", schemas=schema_cache) as (fabric, topo, environ), \
+            SqliteJournal(tmp_path / "journal.sqlite") as journal:
+        fabric.device("b-leaf01").migration.fail_import = True
+        result = migrate_many(_items(gen), topology=topo, environ=environ, workers=2, journal=journal,
+                              options=options)
+        assert set(result.succeeded) == {"vm-00000", "vm-00002"}, [r.error for r in result.failed]
+        first, retry = reversed(journal.history())
+        assert journal.unfinished() == [] and retry.migration_id == f"{first.migration_id}-r1"
+        assert first.mode == retry.mode == mode.value
+        assert first.outcome == "rolled-back" and set(first.vms) == {i.vm for i in _items(gen)}
+        assert retry.outcome == "success" and set(retry.vms) == {"vm-00000", "vm-00002"}
+        assert first.finished_at is not None and first.finished_at <= retry.started_at
+        for record in (first, retry):
+            roles = record.plan["devices"]
+            assert isinstance(roles, dict)
+            destinations = {n for n, e in roles.items() if e["role"] == "destination"}
+            assert {"b-fw1", "b-leaf00", "b-spine1"} <= destinations
+            assert "bridge" in {e["role"] for e in roles.values()} or mode is Mode.D_PULL
+            assert record.plan["persist-ids"] == {n: persist_id_for(record.migration_id, n)
+                                                  for n in destinations}
+            committed = {s.device: s.persist_id for s in record.steps
+                         if s.step is Step.COMMIT_CONFIRMED and s.persist_id}
+            assert committed == record.plan["persist-ids"]
+            assert "b-spine1" in record.plan["di-only"]  # type: ignore[operator]
+            mids = [m["di-migration-id"] for m in record.group["vms"]]  # type: ignore[index]
+            assert mids == [f"{record.migration_id}-{n}" for n in range(len(mids))]
+        cancelled = {s.device for s in first.steps if s.step is Step.CANCEL and s.ok is True}
+        confirmed = {s.device for s in retry.steps if s.step is Step.CONFIRM and s.ok is True}
+        assert cancelled == set(first.plan["persist-ids"])  # type: ignore[arg-type]
+        assert confirmed == set(retry.plan["persist-ids"])  # type: ignore[arg-type]
+        batchlab.wait_settled(fabric)
+        for vm_id in ("vm-00000", "vm-00002"):
+            batchlab.assert_moved(fabric, gen, vm_id)
 
 
 def test_cli_batch_is_journaled_by_default_and_not_with_no_journal(tmp_path: Path,

@@ -1,5 +1,8 @@
 """SIGKILL a batch coordinator in the middle of settling a group, for real, then ``netmig recover``.
 
+Every batch mode: centralized and middle (one transaction per group), d-push and d-pull (the group's
+staged commits shared by the devices' own imports, confirmed by netmig one device at a time too).
+
 The generated fabric runs in this test process so it outlives the killed coordinator: a child
 ``python -c`` process migrates a batch over it with the journal on (one group: every VM in one confirmed
 commit per destination device), confirming the devices one at a time (``device_parallelism=1``, in
@@ -49,7 +52,7 @@ from netmig.topology import load_topology
 topo_file, devices_json, known_hosts, journal, store, mode, timeout = sys.argv[1:8]
 items = [BatchItem(*arg.split(",")) for arg in sys.argv[8:]]
 topology, _ = rewrite_for_fabric(load_topology(Path(topo_file)), Path(devices_json), Path(known_hosts))
-drop = frozenset({PolicyKind.ND_ENTRY}) if mode == "middle" else frozenset()
+drop = frozenset({PolicyKind.ND_ENTRY}) if mode != "centralized" else frozenset()
 options = MigrationOptions(mode=Mode(mode), allow_drop=drop,
                            commit=CommitPolicy(confirm_timeout_s=int(timeout)))
 with SqliteJournal(journal) as j, SqliteStore(store) as s:
@@ -60,7 +63,7 @@ print(sorted(result.succeeded))
 
 
 def run_child(fabric: Any, environ: dict[str, str], state: Path, items: list[BatchItem], mode: str,
-              kill_at: str | None) -> subprocess.CompletedProcess[str]:
+              kill_at: str | None, timeout_s: int = CONFIRM_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NETMIG_SIM_PASSWORD")}
     env.update(environ)
     env.pop("NETMIG_TEST_KILL_AT", None)
@@ -68,7 +71,7 @@ def run_child(fabric: Any, environ: dict[str, str], state: Path, items: list[Bat
         env["NETMIG_TEST_KILL_AT"] = kill_at
     args = [sys.executable, "-c", CHILD, str(state / "topology.yaml"), str(fabric.devices_json),
             str(fabric.known_hosts), str(state / "journal.sqlite"), str(state / "store.sqlite"), mode,
-            str(CONFIRM_TIMEOUT_S), *(f"{i.vm},{i.source},{i.destination}" for i in items)]
+            str(timeout_s), *(f"{i.vm},{i.source},{i.destination}" for i in items)]
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=180, check=False)
 
 
@@ -210,3 +213,125 @@ def test_middle_group_killed_mid_confirm_is_committed_everywhere_and_its_blobs_d
         for vm_id in sorted(vms):
             batchlab.assert_moved(fabric, gen, vm_id)
         assert _blobs(state) == 0  # the VMs' blobs left the transfer store
+
+
+DIST_TIMEOUT_S = 10  # staging, every transfer and the first confirm must fit in it
+DIST_MODES = ["d-push", "d-pull"]
+
+
+def kill_mid_distributed_group(fabric: Any, environ: dict[str, str], state: Path, items: list[BatchItem],
+                               mode: str) -> tuple[str, list[str]]:
+    """Run a d-push/d-pull batch and kill it right after journaling b-leaf00's confirm, b-fw1 confirmed
+    before it (one device at a time, in name order); the group's id and its destinations in that order."""
+    child = run_child(fabric, environ, state, items, mode, "b-leaf00:confirm:1", DIST_TIMEOUT_S)
+    assert child.returncode == -signal.SIGKILL, (child.returncode, child.stderr[-3000:])
+    with SqliteJournal(state / "journal.sqlite") as journal:
+        (record,) = journal.unfinished()
+    assert record.mode == mode and record.group is not None and set(record.vms) == {i.vm for i in items}
+    roles = record.plan["devices"]
+    assert isinstance(roles, dict)
+    destinations = sorted(n for n, e in roles.items() if e["role"] == "destination")
+    assert destinations[:2] == ["b-fw1", "b-leaf00"] and "b-spine1" in destinations, destinations
+    # each VM's own migration id, under which the devices recorded its imports (recovery withdraws them)
+    assert all(m["di-migration-id"] for m in record.group["vms"])  # type: ignore[attr-defined]
+    return record.migration_id, destinations
+
+
+@pytest.mark.parametrize("mode", DIST_MODES)
+def test_distributed_group_killed_between_confirms_is_committed_everywhere_by_netmig_recover(
+        mode: str, tmp_path: Path, schema_cache: Any, fabricgen: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """b-fw1 confirmed the group (its static policies and the DI the devices imported into it), the
+    other destinations hold it pending: recovery confirms them, before their timers; every VM moved."""
+    gen = fabricgen.generate(4, leaves=2)
+    items = _items(gen)
+    vms = {i.vm for i in items}
+    state = tmp_path / "state"
+    with fabricgen.running(gen, state, schemas=schema_cache) as (fabric, _topo, environ):
+        gid, destinations = kill_mid_distributed_group(fabric, environ, state, items, mode)
+        assert fabric.device("b-fw1").runtime.pending is None
+        assert all(fabric.device(d).runtime.pending is not None for d in destinations[1:])
+
+        for name, value in environ.items():
+            monkeypatch.setenv(name, value)
+        out, err = io.StringIO(), io.StringIO()
+        code = main(["recover", "--journal", str(state / "journal.sqlite"), "--json"], out=out, err=err)
+        assert code == 0, err.getvalue()
+        (report,) = json.loads(out.getvalue())
+        assert report["migration_id"] == gid and report["outcome"] == "success", report
+        assert set(report["vms"]) == vms
+        batchlab.wait_settled(fabric, timeout_s=2)  # confirmed by recovery, not left to the timers
+        for vm_id in sorted(vms):
+            batchlab.assert_moved(fabric, gen, vm_id)
+        with SqliteJournal(state / "journal.sqlite") as journal:
+            sealed = journal.get(gid)
+            assert sealed.finished and sealed.recovered and sealed.outcome == "success"
+            assert journal.unfinished() == []
+            assert recover(journal, environ=environ) == []
+        time.sleep(DIST_TIMEOUT_S + 1)  # past every timer: the group stays, imports included
+        for vm_id in sorted(vms):
+            batchlab.assert_moved(fabric, gen, vm_id)
+
+
+@pytest.mark.parametrize("mode", DIST_MODES)
+def test_distributed_group_half_applied_past_the_timers_is_rolled_back_everywhere(
+        mode: str, tmp_path: Path, schema_cache: Any, fabricgen: Any) -> None:
+    """Recovery comes after the timers took the group (static and imports) off every destination but the
+    confirmed b-fw1: b-fw1 is given back with the group's journaled undo and one withdraw-di per VM."""
+    gen = fabricgen.generate(4, leaves=2)
+    items = _items(gen)
+    vms = {i.vm for i in items}
+    state = tmp_path / "state"
+    with fabricgen.running(gen, state, schemas=schema_cache) as (fabric, _topo, environ):
+        before = {name: batchlab.running(fabric, name) for name in fabric.devices}
+        gid, destinations = kill_mid_distributed_group(fabric, environ, state, items, mode)
+        batchlab.wait_settled(fabric, timeout_s=DIST_TIMEOUT_S + 10)
+        assert holding(fabric, "b-fw1", vms) == vms  # as the dead coordinator left it
+        assert batchlab.vms_in_running(fabric, "b-leaf") == set()
+        for vm_id in sorted(vms):  # b-fw1's confirm took the devices' imports with it
+            assert batchlab.learned(fabric, "b-fw1", vm_id) == batchlab.DI_AT_B["b-fw1"], vm_id
+            assert batchlab.learned(fabric, "b-spine1", vm_id) == {}, vm_id
+
+        with SqliteJournal(state / "journal.sqlite") as journal:
+            (report,) = recover(journal, environ=environ)
+            assert report.migration_id == gid and report.ok, report.errors
+            assert report.outcome == "rolled-back", report.actions
+            assert set(report.vms) == vms
+            sealed = journal.get(gid)
+            assert sealed.finished and sealed.recovered and sealed.outcome == "rolled-back"
+        batchlab.wait_settled(fabric)
+        assert batchlab.vms_in_running(fabric, "b-") == set()
+        for name in destinations:
+            assert _pruned(batchlab.running(fabric, name)) == _pruned(before[name]), name
+        for v in gen.vms:
+            batchlab.assert_absent(fabric, v.vm_id)
+            # the sources kept everything
+            assert batchlab.learned(fabric, f"a-leaf{v.leaf:02d}", v.vm_id) == batchlab.DI_AT_B["leaf"]
+
+
+@pytest.mark.parametrize("mode", DIST_MODES)
+def test_distributed_group_killed_before_its_confirms_is_cancelled_everywhere_imports_included(
+        mode: str, tmp_path: Path, schema_cache: Any, fabricgen: Any) -> None:
+    """Killed while verifying (every destination staged, every device's imports in, nothing confirmed):
+    recovery cancels the group's pending commit on every destination, long before the timers, and the
+    devices' imports, follow-up commits under the same persist-id, go with it."""
+    gen = fabricgen.generate(4, leaves=2)
+    items = _items(gen)
+    vms = {i.vm for i in items}
+    state = tmp_path / "state"
+    with fabricgen.running(gen, state, schemas=schema_cache) as (fabric, _topo, environ):
+        before = {name: batchlab.running(fabric, name) for name in fabric.devices}
+        child = run_child(fabric, environ, state, items, mode, "b-fw1:verify:1", 60)
+        assert child.returncode == -signal.SIGKILL, (child.returncode, child.stderr[-3000:])
+        for vm_id in sorted(vms):  # imported, pending
+            assert batchlab.learned(fabric, "b-spine1", vm_id) == batchlab.DI_AT_B["b-spine1"], vm_id
+        with SqliteJournal(state / "journal.sqlite") as journal:
+            (report,) = recover(journal, environ=environ)
+            assert report.ok and report.outcome == "rolled-back", (report.errors, report.actions)
+            assert set(report.vms) == vms
+            (sealed,) = journal.history()
+            assert sealed.recovered and sealed.outcome == "rolled-back"
+        batchlab.assert_nothing_pending(fabric)  # cancelled by recovery, not left to the 60 s timers
+        for v in gen.vms:
+            batchlab.assert_absent(fabric, v.vm_id)
+        assert {n: batchlab.running(fabric, n) for n in fabric.devices} == before
