@@ -335,3 +335,34 @@ def test_distributed_group_killed_before_its_confirms_is_cancelled_everywhere_im
         for v in gen.vms:
             batchlab.assert_absent(fabric, v.vm_id)
         assert {n: batchlab.running(fabric, n) for n in fabric.devices} == before
+
+
+def test_distributed_retry_killed_between_confirms_is_recovered_alone(
+        tmp_path: Path, schema_cache: Any, fabricgen: Any) -> None:
+    """b-leaf01 refuses every import: the group's first try is rolled back and its record closed before
+    the leaf-00 VMs are tried again as ``<group>-r1``; the coordinator dies between that retry's
+    confirms. Recovery settles the retry alone (committed everywhere); the first try needs nothing."""
+    gen = fabricgen.generate(4, leaves=2)
+    items = _items(gen)
+    state = tmp_path / "state"
+    with fabricgen.running(gen, state, schemas=schema_cache) as (fabric, _topo, environ):
+        fabric.device("b-leaf01").migration.fail_import = True
+        child = run_child(fabric, environ, state, items, "d-push", "b-leaf00:confirm:1", DIST_TIMEOUT_S)
+        assert child.returncode == -signal.SIGKILL, (child.returncode, child.stderr[-3000:])
+        with SqliteJournal(state / "journal.sqlite") as journal:
+            (retry,) = journal.unfinished()
+            (first,) = [r for r in journal.history() if r.finished]
+            assert retry.migration_id == f"{first.migration_id}-r1"
+            assert first.outcome == "rolled-back" and not first.recovered
+            assert set(retry.vms) == {"vm-00000", "vm-00002"}
+            assert fabric.device("b-fw1").runtime.pending is None  # b-fw1 confirmed the retry
+            assert fabric.device("b-leaf00").runtime.pending is not None
+            (report,) = recover(journal, environ=environ)
+            assert report.migration_id == retry.migration_id and report.ok, report.errors
+            assert report.outcome == "success" and set(report.vms) == set(retry.vms)
+            assert journal.get(retry.migration_id).recovered
+        batchlab.wait_settled(fabric, timeout_s=2)
+        for vm_id in ("vm-00000", "vm-00002"):
+            batchlab.assert_moved(fabric, gen, vm_id)
+        for vm_id in ("vm-00001", "vm-00003"):
+            batchlab.assert_absent(fabric, vm_id)
