@@ -3,7 +3,7 @@
 :func:`settle` confirms or cancels a pending commit by its persist-id, or discards an abandoned candidate,
 telling "already settled" apart; :func:`compensate_group` gives a batch group's device back with the
 group's journaled undo; :func:`withdraw_ops` and :func:`di_migrations` name the ``withdraw-di`` a
-migration of the middle/distributed modes (or a middle batch group: one per VM) needs. Used by
+migration of the middle/distributed modes (or a batch group of those modes: one per VM) needs. Used by
 :mod:`netmig.recovery`.
 """
 

@@ -154,3 +154,10 @@ def test_cli_batch_is_journaled_by_default_and_not_with_no_journal(tmp_path: Pat
     assert main(["status", "--json"], out=out, err=io.StringIO()) == 0
     last = json.loads(out.getvalue())["last"]
     assert last["migration_id"] == record.migration_id and last["vms"] == ["vm-web-01"] and last["group"]
+    # d-push: journaled too (a fresh fabric, the same journal)
+    fresh = [str(tmp_path / "sim-d-push") if arg == str(tmp_path / "sim") else arg for arg in common]
+    out, err = io.StringIO(), io.StringIO()
+    assert main([*fresh, "--mode", "d-push"], out=out, err=err) == 0, err.getvalue() + out.getvalue()
+    with SqliteJournal(tmp_path / "home" / "journal.sqlite") as journal:
+        latest = journal.history()[0]
+    assert latest.mode == "d-push" and latest.outcome == "success" and latest.vms == ("vm-web-01",)
