@@ -115,6 +115,34 @@ def _blobs(state: Path) -> int:
         return int(db.execute("SELECT count(*) FROM di_blob").fetchone()[0])
 
 
+def _recovered(state: Path, environ: dict[str, str], gid: str, vms: set[str], outcome: str) -> None:
+    """``recover`` settles exactly the killed group, with ``outcome``, and seals its record."""
+    with SqliteJournal(state / "journal.sqlite") as journal:
+        (report,) = recover(journal, environ=environ)
+        assert report.migration_id == gid and report.ok, report.errors
+        assert report.outcome == outcome, report.actions
+        assert set(report.vms) == vms
+        sealed = journal.get(gid)
+        assert sealed.finished and sealed.recovered and sealed.outcome == outcome
+
+
+def _sealed_for_good(state: Path, environ: dict[str, str], gid: str) -> None:
+    """The group's record says success and recovered; a second recovery finds nothing to do."""
+    with SqliteJournal(state / "journal.sqlite") as journal:
+        sealed = journal.get(gid)
+        assert sealed.finished and sealed.recovered and sealed.outcome == "success"
+        assert journal.unfinished() == []
+        assert recover(journal, environ=environ) == []  # a second recovery does nothing
+
+
+def _given_back(fabric: Any, devices: Any, before: dict[str, bytes]) -> None:
+    """No VM left in site B's running, every destination holding exactly what it held before."""
+    batchlab.wait_settled(fabric)
+    assert batchlab.vms_in_running(fabric, "b-") == set()
+    for name in devices:
+        assert _pruned(batchlab.running(fabric, name)) == _pruned(before[name]), name
+
+
 def _items(gen: Any) -> list[BatchItem]:
     return [BatchItem(v.vm_id, v.source_host, v.destination_host) for v in gen.vms]
 
@@ -146,11 +174,7 @@ def test_centralized_group_killed_mid_confirm_is_committed_everywhere_by_netmig_
         for leaf, on_leaf in leaves.items():
             assert holding(fabric, leaf, vms) == on_leaf, leaf
         assert batchlab.vms_in_running(fabric, "b-") == vms
-        with SqliteJournal(state / "journal.sqlite") as journal:
-            sealed = journal.get(gid)
-            assert sealed.finished and sealed.recovered and sealed.outcome == "success"
-            assert journal.unfinished() == []
-            assert recover(journal, environ=environ) == []  # a second recovery does nothing
+        _sealed_for_good(state, environ, gid)
         time.sleep(CONFIRM_TIMEOUT_S + 1)  # past every timer: the group stays
         assert batchlab.vms_in_running(fabric, "b-") == vms
 
@@ -174,17 +198,8 @@ def test_group_half_applied_past_the_timers_is_rolled_back_everywhere(
         if mode == "middle":  # b-fw1's confirmed commit took the group's DI imports too
             assert batchlab.learned(fabric, "b-fw1", "vm-00000") == batchlab.DI_AT_B["b-fw1"]
 
-        with SqliteJournal(state / "journal.sqlite") as journal:
-            (report,) = recover(journal, environ=environ)
-            assert report.migration_id == gid and report.ok, report.errors
-            assert report.outcome == "rolled-back", report.actions
-            assert set(report.vms) == vms
-            sealed = journal.get(gid)
-            assert sealed.finished and sealed.recovered and sealed.outcome == "rolled-back"
-        batchlab.wait_settled(fabric)
-        assert batchlab.vms_in_running(fabric, "b-") == set()
-        for name in devices:  # every destination holds exactly what it held before the batch
-            assert _pruned(batchlab.running(fabric, name)) == _pruned(before[name]), name
+        _recovered(state, environ, gid, vms, "rolled-back")
+        _given_back(fabric, devices, before)
         if mode == "middle":
             for vm_id in sorted(vms):
                 batchlab.assert_absent(fabric, vm_id)
@@ -263,11 +278,7 @@ def test_distributed_group_killed_between_confirms_is_committed_everywhere_by_ne
         batchlab.wait_settled(fabric, timeout_s=2)  # confirmed by recovery, not left to the timers
         for vm_id in sorted(vms):
             batchlab.assert_moved(fabric, gen, vm_id)
-        with SqliteJournal(state / "journal.sqlite") as journal:
-            sealed = journal.get(gid)
-            assert sealed.finished and sealed.recovered and sealed.outcome == "success"
-            assert journal.unfinished() == []
-            assert recover(journal, environ=environ) == []
+        _sealed_for_good(state, environ, gid)
         time.sleep(DIST_TIMEOUT_S + 1)  # past every timer: the group stays, imports included
         for vm_id in sorted(vms):
             batchlab.assert_moved(fabric, gen, vm_id)
@@ -292,17 +303,8 @@ def test_distributed_group_half_applied_past_the_timers_is_rolled_back_everywher
             assert batchlab.learned(fabric, "b-fw1", vm_id) == batchlab.DI_AT_B["b-fw1"], vm_id
             assert batchlab.learned(fabric, "b-spine1", vm_id) == {}, vm_id
 
-        with SqliteJournal(state / "journal.sqlite") as journal:
-            (report,) = recover(journal, environ=environ)
-            assert report.migration_id == gid and report.ok, report.errors
-            assert report.outcome == "rolled-back", report.actions
-            assert set(report.vms) == vms
-            sealed = journal.get(gid)
-            assert sealed.finished and sealed.recovered and sealed.outcome == "rolled-back"
-        batchlab.wait_settled(fabric)
-        assert batchlab.vms_in_running(fabric, "b-") == set()
-        for name in destinations:
-            assert _pruned(batchlab.running(fabric, name)) == _pruned(before[name]), name
+        _recovered(state, environ, gid, vms, "rolled-back")
+        _given_back(fabric, destinations, before)
         for v in gen.vms:
             batchlab.assert_absent(fabric, v.vm_id)
             # the sources kept everything
