@@ -69,6 +69,7 @@ from netmig.devicegate import holding
 from netmig.devices import DeviceHandle, handles_for, open_sessions
 from netmig.errors import NetmigError, RpcError
 from netmig.feedback import DevicePhase, Outcome
+from netmig.journal import Step as JStep
 from netmig.modes.centralized import PreparedMigration
 from netmig.modes.distributed import LOCK_ATTEMPT_WAIT_S, Report, _associate, _stage
 from netmig.modes.middle import MIGRATION_NS, di_routes, withdraw_op
@@ -234,8 +235,6 @@ class DistributedBatch:
         """Stage, associate, verify, confirm (or give back) one try; with a ``recorder`` every device
         step is journaled before it is taken, as the single-VM distributed mode journals it, and the
         record is closed before this returns (``staging`` gets an entry once staging begins)."""
-        from netmig.journal import Step as JStep
-
         opts = self.options
         where = f"group {number} ({group_id}: {len(members)} VMs)"
         errors: dict[str, str | None] = dict.fromkeys(mids)
@@ -331,8 +330,6 @@ class DistributedBatch:
                    ) -> tuple[list[str], dict[str, str]]:
         """Stage every destination in parallel; on any failure the staged ones are cancelled at once.
         The staged devices (still pending) and the failures."""
-        from netmig.journal import Step as JStep
-
         opts = self.options
         staged: list[str] = []
         failures: dict[str, str] = {}
@@ -416,8 +413,6 @@ class DistributedBatch:
         """A follow-up confirmed commit (nothing new in the candidate) restarts each pending commit's
         confirm timeout; a device refusing it is left to the verify and confirm, which will say so.
         Journaled before it is sent, as a commit-confirmed under the try's persist-id."""
-        from netmig.journal import Step as JStep
-
         timeout_s = self.options.commit.confirm_timeout_s
 
         def one(name: str) -> None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from netmig.codecs.registry import get_codec
@@ -199,26 +199,24 @@ class BatchJournal:
     options: MigrationOptions
     ssh: SshPolicy
     environ: Mapping[str, str] | None = None
-    groups: list[str] = field(default_factory=list)
 
     def group(self, number: int, members: Sequence[PreparedMigration]) -> GroupRecord:
         """The record of group ``number``; its ``hook`` goes to the group's transaction, then ``begin``."""
-        gid = group_id(self.batch_id, number)
-        recorder = MigrationRecorder(self.journal, gid, vm_id=gid, mode=self.options.mode.value,
-                                     source_host=_hosts([p.plan.source.host.name for p in members]),
-                                     destination_host=_hosts([p.plan.destination.host.name for p in members]))
-        self.groups.append(gid)
+        recorder = self._recorder(group_id(self.batch_id, number), members)
         return GroupRecord(self, recorder, recorder.stage("apply"))
+
+    def _recorder(self, record_id: str, members: Sequence[PreparedMigration]) -> MigrationRecorder:
+        """The recorder of one group (or try) journaled as a migration of its own, under ``record_id``."""
+        return MigrationRecorder(self.journal, record_id, vm_id=record_id, mode=self.options.mode.value,
+                                 source_host=_hosts([p.plan.source.host.name for p in members]),
+                                 destination_host=_hosts([p.plan.destination.host.name for p in members]))
 
     def attempt(self, attempt: str, members: Sequence[PreparedMigration], devices: Sequence[str],
                 plan: Mapping[str, object]) -> MigrationRecorder:
         """Journal one try of a d-push/d-pull group (:func:`distributed_plan`) under its own id, before
         its first change (raises JournalError, MigrationInProgressError); its recorder."""
-        recorder = MigrationRecorder(self.journal, attempt, vm_id=attempt, mode=self.options.mode.value,
-                                     source_host=_hosts([p.plan.source.host.name for p in members]),
-                                     destination_host=_hosts([p.plan.destination.host.name for p in members]))
+        recorder = self._recorder(attempt, members)
         recorder.begin(list(devices), plan)
-        self.groups.append(attempt)
         return recorder
 
     def close(self, recorder: MigrationRecorder, error: str | None, *, stuck: bool, vms: int) -> None:
